@@ -1,0 +1,115 @@
+//! A node: everything one `wafer serve` process holds, built from its config.
+
+use crate::artifacts::{ArtifactError, ArtifactStore};
+use crate::auth::{AuthError, Authenticator};
+use crate::config::NodeConfig;
+use crate::engine::WaferEngine;
+use crate::logs::LogStore;
+use crate::metrics::Metrics;
+use crate::registry::{DeployError, Registry};
+use crate::storage::{SqliteStore, StorageError};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use tokio::sync::Semaphore;
+
+/// Errors starting a node.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    /// The config is inconsistent.
+    #[error("invalid node config: {0}")]
+    Config(String),
+    /// The data dir cannot be used.
+    #[error("data dir {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// Why.
+        source: std::io::Error,
+    },
+    /// The engine could not be built.
+    #[error("engine: {0}")]
+    Engine(String),
+    /// Credentials.
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    /// Registry database.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Artifact store.
+    #[error(transparent)]
+    Artifacts(#[from] ArtifactError),
+    /// Loading the registry.
+    #[error(transparent)]
+    Registry(#[from] DeployError),
+}
+
+/// The shared state of a running node.
+pub struct Node {
+    /// The node's configuration.
+    pub config: NodeConfig,
+    /// Where its state lives.
+    pub data_dir: PathBuf,
+    /// The wasmtime engine and linker.
+    pub engine: WaferEngine,
+    /// Functions and routes.
+    pub registry: Registry,
+    /// Function logs.
+    pub logs: LogStore,
+    /// Prometheus metrics.
+    pub metrics: Arc<Metrics>,
+    /// Token checks.
+    pub auth: Authenticator,
+    /// Instance slots across all functions (`node.max_instances`).
+    pub instances: Arc<Semaphore>,
+    /// Artifacts and compiled-cache counters.
+    pub artifacts: Arc<ArtifactStore>,
+}
+
+impl Node {
+    /// Opens a node on `data_dir`. Returns the admin token too when it was
+    /// made just now (first start), so the caller can print it once.
+    pub async fn open(config: NodeConfig, data_dir: &Path) -> Result<(Arc<Self>, Option<String>), NodeError> {
+        config.validate().map_err(NodeError::Config)?;
+        create_private_dir(data_dir).map_err(|source| NodeError::DataDir {
+            path: data_dir.to_owned(),
+            source,
+        })?;
+        let engine = WaferEngine::new(&config).map_err(|e| NodeError::Engine(format!("{e:#}")))?;
+        let (auth, new_token) = Authenticator::load_or_create(data_dir)?;
+        let store = Arc::new(SqliteStore::open(&data_dir.join("registry.db"))?);
+        let artifacts = Arc::new(ArtifactStore::open(data_dir, engine.fingerprint())?);
+        let metrics = Arc::new(Metrics::new());
+        let registry = Registry::open(
+            engine.clone(),
+            store,
+            artifacts.clone(),
+            config.limits.clone(),
+            config.node.max_component_size,
+            metrics.clone(),
+        )
+        .await?;
+        let node = Self {
+            logs: LogStore::new(config.node.log_entries_per_function),
+            instances: Arc::new(Semaphore::new(config.node.max_instances as usize)),
+            data_dir: data_dir.to_owned(),
+            config,
+            engine,
+            registry,
+            metrics,
+            auth,
+            artifacts,
+        };
+        Ok((Arc::new(node), new_token))
+    }
+}
+
+/// The data dir holds the admin token and every tenant's code: owner only.
+fn create_private_dir(path: &Path) -> std::io::Result<()> {
+    std::fs::create_dir_all(path)?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(())
+}
