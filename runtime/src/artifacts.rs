@@ -74,20 +74,26 @@ impl ArtifactStore {
 
     /// Compiles `bytes`, stores the component and its machine code, and
     /// returns the loaded component. Storing the same bytes twice is free.
-    pub fn compile_and_store(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> Result<Component, ArtifactError> {
+    pub fn compile_and_store(
+        &self,
+        engine: &Engine,
+        digest: &str,
+        bytes: &[u8],
+    ) -> Result<Component, ArtifactError> {
         let path = self.compiled_path(digest);
         if path.exists()
             && let Ok(component) = self.load_compiled(engine, &path)
         {
-            write_atomically(&self.component_path(digest), bytes)?;
+            write_atomically(&self.component_path(digest), bytes, Replace::No)?;
             return Ok(component);
         }
         let machine_code = engine
             .precompile_component(bytes)
             .map_err(|e| ArtifactError::Compile(format!("{e:#}")))?;
         self.stats.compiled.fetch_add(1, Ordering::Relaxed);
-        write_atomically(&self.component_path(digest), bytes)?;
-        write_atomically(&path, &machine_code)?;
+        write_atomically(&self.component_path(digest), bytes, Replace::No)?;
+        // A stale or corrupt entry is overwritten.
+        write_atomically(&path, &machine_code, Replace::Yes)?;
         self.load_compiled(engine, &path)
     }
 
@@ -101,7 +107,9 @@ impl ArtifactStore {
                     self.stats.loaded.fetch_add(1, Ordering::Relaxed);
                     return Ok(component);
                 }
-                Err(error) => tracing::warn!(%digest, %error, "compiled cache entry unusable; recompiling"),
+                Err(error) => {
+                    tracing::warn!(%digest, %error, "compiled cache entry unusable; recompiling")
+                }
             }
         }
         let bytes = std::fs::read(self.component_path(digest))?;
@@ -110,20 +118,35 @@ impl ArtifactStore {
 
     #[allow(unsafe_code)]
     fn load_compiled(&self, engine: &Engine, path: &Path) -> Result<Component, ArtifactError> {
-        if Engine::detect_precompiled_file(path).ok().flatten().is_none() {
-            return Err(ArtifactError::Compile(format!("{} is not precompiled code", path.display())));
+        if Engine::detect_precompiled_file(path)
+            .ok()
+            .flatten()
+            .is_none()
+        {
+            return Err(ArtifactError::Compile(format!(
+                "{} is not precompiled code",
+                path.display()
+            )));
         }
         // SAFETY: only this node writes into its compiled directory, always the
         // output of `Engine::precompile_component` written atomically; wasmtime
         // checks that the code was made for this engine's settings.
-        unsafe { Component::deserialize_file(engine, path) }.map_err(|e| ArtifactError::Compile(format!("{e:#}")))
+        unsafe { Component::deserialize_file(engine, path) }
+            .map_err(|e| ArtifactError::Compile(format!("{e:#}")))
     }
+}
+
+#[derive(PartialEq)]
+enum Replace {
+    /// Content-addressed: an existing file already has these bytes.
+    No,
+    Yes,
 }
 
 /// Writes through a temporary file and a rename, so a crash never leaves a
 /// half-written artifact under its final name.
-fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if path.exists() {
+fn write_atomically(path: &Path, bytes: &[u8], replace: Replace) -> std::io::Result<()> {
+    if replace == Replace::No && path.exists() {
         return Ok(());
     }
     let dir = path.parent().unwrap_or(Path::new("."));

@@ -46,7 +46,9 @@ impl Principal {
 
     /// Whether the caller holds `scope` (admin holds all).
     pub fn allows(&self, scope: Scope) -> bool {
-        self.scopes.iter().any(|s| *s == scope || *s == Scope::Admin)
+        self.scopes
+            .iter()
+            .any(|s| *s == scope || *s == Scope::Admin)
     }
 }
 
@@ -75,15 +77,28 @@ impl Authenticator {
     /// so that the caller prints it once.
     pub fn load_or_create(data_dir: &Path) -> Result<(Self, Option<String>), AuthError> {
         let path = data_dir.join(ADMIN_TOKEN_FILE);
-        let io = |source| AuthError::TokenFile { path: path.clone(), source };
+        let io = |source| AuthError::TokenFile {
+            path: path.clone(),
+            source,
+        };
         match std::fs::read_to_string(&path) {
-            Ok(token) => Ok((Self { admin_token: token.trim().to_owned() }, None)),
+            Ok(token) => Ok((
+                Self {
+                    admin_token: token.trim().to_owned(),
+                },
+                None,
+            )),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let token = new_token();
                 let mut file = open_private(&path).map_err(io)?;
                 file.write_all(token.as_bytes()).map_err(io)?;
                 file.sync_all().map_err(io)?;
-                Ok((Self { admin_token: token.clone() }, Some(token)))
+                Ok((
+                    Self {
+                        admin_token: token.clone(),
+                    },
+                    Some(token),
+                ))
             }
             Err(error) => Err(io(error)),
         }
@@ -91,7 +106,9 @@ impl Authenticator {
 
     /// An authenticator with a known admin token (tests, embedding).
     pub fn with_admin_token(token: impl Into<String>) -> Self {
-        Self { admin_token: token.into() }
+        Self {
+            admin_token: token.into(),
+        }
     }
 
     /// The principal for an `Authorization` header value, if it is valid.
@@ -117,12 +134,19 @@ fn new_token() -> String {
 #[cfg(unix)]
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
     use std::os::unix::fs::OpenOptionsExt;
-    std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
 }
 
 #[cfg(not(unix))]
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new().write(true).create_new(true).open(path)
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
 }
 
 /// Reads the admin token the CLI should use: `WAFER_TOKEN` wins, else the
@@ -131,7 +155,11 @@ pub fn read_admin_token(data_dir: &Path) -> Option<String> {
     std::env::var("WAFER_TOKEN")
         .ok()
         .filter(|t| !t.is_empty())
-        .or_else(|| std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE)).ok().map(|t| t.trim().to_owned()))
+        .or_else(|| {
+            std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE))
+                .ok()
+                .map(|t| t.trim().to_owned())
+        })
 }
 
 #[cfg(test)]
@@ -140,7 +168,10 @@ mod tests {
 
     #[test]
     fn token_is_made_once_with_private_permissions() -> Result<(), AuthError> {
-        let dir = tempfile::tempdir().map_err(|source| AuthError::TokenFile { path: "tmp".into(), source })?;
+        let dir = tempfile::tempdir().map_err(|source| AuthError::TokenFile {
+            path: "tmp".into(),
+            source,
+        })?;
         let (auth, shown) = Authenticator::load_or_create(dir.path())?;
         let token = shown.unwrap_or_default();
         assert!(token.starts_with("wafer_admin_"));
@@ -150,12 +181,20 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(ADMIN_TOKEN_FILE)).map(|m| m.permissions().mode() & 0o777);
+            let mode = std::fs::metadata(dir.path().join(ADMIN_TOKEN_FILE))
+                .map(|m| m.permissions().mode() & 0o777);
             assert_eq!(mode.ok(), Some(0o600));
         }
-        assert_eq!(auth.authenticate(Some(&format!("Bearer {token}"))), Some(Principal::admin()));
+        assert_eq!(
+            auth.authenticate(Some(&format!("Bearer {token}"))),
+            Some(Principal::admin())
+        );
         assert_eq!(auth.authenticate(Some("Bearer wrong")), None);
-        assert_eq!(auth.authenticate(Some(&token)), None, "the Bearer scheme is required");
+        assert_eq!(
+            auth.authenticate(Some(&token)),
+            None,
+            "the Bearer scheme is required"
+        );
         assert_eq!(auth.authenticate(None), None);
         Ok(())
     }

@@ -69,7 +69,7 @@ mod tests {
     fn wasi_02_is_provided_and_others_are_not() {
         assert!(is_provided("wasi:http/types@0.2.12"));
         assert!(is_provided("wasi:io/streams@0.2.0"));
-        assert!(is_provided("wasi:config/store@0.2.0-draft"));
+        assert!(is_provided("wasi:config/store@0.2.0-rc.1"));
         assert!(!is_provided("wasi:http/types@0.3.0"));
         assert!(!is_provided("wasi:keyvalue/store@0.2.0"));
         assert!(!is_provided("acme:missing/greeter"));

@@ -69,10 +69,16 @@ impl NodeConfig {
     pub fn validate(&self) -> Result<(), String> {
         let l = &self.limits;
         if l.memory > l.max_memory {
-            return Err(format!("limits.memory ({}) is above limits.max_memory ({})", l.memory, l.max_memory));
+            return Err(format!(
+                "limits.memory ({}) is above limits.max_memory ({})",
+                l.memory, l.max_memory
+            ));
         }
         if l.timeout > l.max_timeout {
-            return Err(format!("limits.timeout ({}) is above limits.max_timeout ({})", l.timeout, l.max_timeout));
+            return Err(format!(
+                "limits.timeout ({}) is above limits.max_timeout ({})",
+                l.timeout, l.max_timeout
+            ));
         }
         if l.max_concurrency == 0 {
             return Err("limits.max_concurrency must be at least 1".into());
@@ -174,13 +180,17 @@ mod tests {
 
     #[test]
     fn unknown_key_is_named() {
-        let err = NodeConfig::parse("[limits]\nmemroy = \"1MiB\"\n").err().unwrap_or_default();
+        let err = NodeConfig::parse("[limits]\nmemroy = \"1MiB\"\n")
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("memroy"), "{err}");
     }
 
     #[test]
     fn defaults_above_maximums_are_refused() {
-        let err = NodeConfig::parse("[limits]\nmemory = \"2GiB\"\n").err().unwrap_or_default();
+        let err = NodeConfig::parse("[limits]\nmemory = \"2GiB\"\n")
+            .err()
+            .unwrap_or_default();
         assert!(err.contains("max_memory"), "{err}");
     }
 }

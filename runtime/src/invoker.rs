@@ -78,8 +78,11 @@ pub async fn invoke(node: Arc<Node>, request: Request<Body>) -> Response<Body> {
             error.with_invocation(&invocation_id).into_response()
         }
     };
-    node.metrics
-        .observe_request(&deployment.name, response.status().as_u16(), started.elapsed());
+    node.metrics.observe_request(
+        &deployment.name,
+        response.status().as_u16(),
+        started.elapsed(),
+    );
     response
 }
 
@@ -93,17 +96,21 @@ async fn run(
     mut request: Request<Body>,
 ) -> Result<Response<Body>, ApiError> {
     let limits = &deployment.limits;
-    let function_permit = deployment.concurrency.clone().try_acquire_owned().map_err(|_| {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "concurrency_limit",
-            format!(
-                "function `{}` is already running {} invocations (limits.max_concurrency)",
-                deployment.name, limits.max_concurrency
-            ),
-        )
-        .retry_after(1)
-    })?;
+    let function_permit = deployment
+        .concurrency
+        .clone()
+        .try_acquire_owned()
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "concurrency_limit",
+                format!(
+                    "function `{}` is already running {} invocations (limits.max_concurrency)",
+                    deployment.name, limits.max_concurrency
+                ),
+            )
+            .retry_after(1)
+        })?;
     let node_permit = node.instances.clone().try_acquire_owned().map_err(|_| {
         ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -169,7 +176,9 @@ async fn run(
         Err(_) => {
             // The guest finished or failed without answering.
             let outcome = match task.0.take() {
-                Some(handle) => handle.await.unwrap_or_else(|e| Err(Failure::Internal(e.to_string()))),
+                Some(handle) => handle
+                    .await
+                    .unwrap_or_else(|e| Err(Failure::Internal(e.to_string()))),
                 None => Err(Failure::Internal("guest task missing".into())),
             };
             if request_too_large.load(Ordering::Relaxed) {
@@ -205,7 +214,9 @@ async fn run(
         return Err(ApiError::new(
             StatusCode::BAD_GATEWAY,
             "response_too_large",
-            format!("the function's response is larger than limits.max_response_body ({max_response_body} bytes)"),
+            format!(
+                "the function's response is larger than limits.max_response_body ({max_response_body} bytes)"
+            ),
         ));
     }
     let (mut parts, body) = response.into_parts();
@@ -226,7 +237,9 @@ fn body_too_large(max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "request_too_large",
-        format!("the request body is larger than this function's limits.max_request_body ({max} bytes)"),
+        format!(
+            "the request body is larger than this function's limits.max_request_body ({max} bytes)"
+        ),
     )
 }
 
@@ -246,13 +259,18 @@ fn prepare_request_headers(request: &mut Request<Body>, route_prefix: &str) {
     if let Ok(value) = HeaderValue::from_str(route_prefix) {
         headers.insert(ROUTE_HEADER, value);
     }
-    if let Ok(value) = HeaderValue::from_str(if path_info.is_empty() { "/" } else { &path_info }) {
+    if let Ok(value) = HeaderValue::from_str(if path_info.is_empty() {
+        "/"
+    } else {
+        &path_info
+    }) {
         headers.insert(PATH_INFO_HEADER, value);
     }
     if !headers.contains_key(axum::http::header::HOST) && request.uri().authority().is_none() {
-        request
-            .headers_mut()
-            .insert(axum::http::header::HOST, HeaderValue::from_static("localhost"));
+        request.headers_mut().insert(
+            axum::http::header::HOST,
+            HeaderValue::from_static("localhost"),
+        );
     }
 }
 
@@ -277,7 +295,10 @@ fn failure_to_error(failure: Failure, deployment: &Deployment) -> ApiError {
         Failure::Trap(message) => ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "trap",
-            format!("the function trapped ({message}); `wafer logs {}` shows the details", deployment.name),
+            format!(
+                "the function trapped ({message}); `wafer logs {}` shows the details",
+                deployment.name
+            ),
         ),
         Failure::Capacity => ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -314,10 +335,18 @@ impl GuestRun {
         let result = tokio::time::timeout_at(deadline.into(), async {
             let instantiate_started = Instant::now();
             let proxy = self.deployment.pre.instantiate_async(&mut store).await?;
-            metrics.instantiation.observe(instantiate_started.elapsed().as_secs_f64());
-            let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
+            metrics
+                .instantiation
+                .observe(instantiate_started.elapsed().as_secs_f64());
+            let request = store
+                .data_mut()
+                .http()
+                .new_incoming_request(Scheme::Http, request)?;
             let out = store.data_mut().http().new_response_outparam(head)?;
-            proxy.wasi_http_incoming_handler().call_handle(&mut store, request, out).await
+            proxy
+                .wasi_http_incoming_handler()
+                .call_handle(&mut store, request, out)
+                .await
         })
         .await;
         metrics.live_instances.dec();
@@ -327,17 +356,26 @@ impl GuestRun {
             Ok(Err(error)) => Err(self.classify(&store, error)),
         };
         let function = &self.deployment.name;
-        self.node.logs.record_output(function, &self.invocation_id, self.output.take());
+        self.node
+            .logs
+            .record_output(function, &self.invocation_id, self.output.take());
         match &outcome {
             Ok(()) => {}
             Err(Failure::Timeout) => {
                 let limit = humantime::format_duration(self.deployment.limits.timeout);
-                self.node.logs.record_system(function, &self.invocation_id, format!("timed out after {limit}"));
+                self.node.logs.record_system(
+                    function,
+                    &self.invocation_id,
+                    format!("timed out after {limit}"),
+                );
             }
             Err(Failure::OutOfMemory) => self.node.logs.record_system(
                 function,
                 &self.invocation_id,
-                format!("stopped: memory limit of {} reached", self.deployment.limits.memory),
+                format!(
+                    "stopped: memory limit of {} reached",
+                    self.deployment.limits.memory
+                ),
             ),
             Err(Failure::Trap(detail)) => {
                 tracing::warn!(function = %function, invocation_id = %self.invocation_id, "guest trapped: {detail}");
@@ -397,7 +435,10 @@ impl HttpBody for LimitedRequestBody {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         if self.exceeded.load(Ordering::Relaxed) {
             return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(self.seen)))));
         }
@@ -407,7 +448,9 @@ impl HttpBody for LimitedRequestBody {
                     self.seen += data.len() as u64;
                     if self.seen > self.max {
                         self.exceeded.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(self.seen)))));
+                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
+                            self.seen,
+                        )))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -465,7 +508,9 @@ impl HttpBody for LimitedResponseBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ResponseStreamError::Guest(format!("{error:?}"))))),
+            Poll::Ready(Some(Err(error))) => {
+                Poll::Ready(Some(Err(ResponseStreamError::Guest(format!("{error:?}")))))
+            }
             Poll::Ready(None) => {
                 // The body is complete: let the guest finish on its own.
                 self.guest.0.take();

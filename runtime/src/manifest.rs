@@ -63,10 +63,13 @@ impl Manifest {
             path: path.to_owned(),
             message,
         })?;
-        manifest.spec.check_shape().map_err(|message| ConfigError::Invalid {
-            path: path.to_owned(),
-            message,
-        })?;
+        manifest
+            .spec
+            .check_shape()
+            .map_err(|message| ConfigError::Invalid {
+                path: path.to_owned(),
+                message,
+            })?;
         if let Some(dir) = path.parent() {
             manifest.component = dir.join(&manifest.component);
         }
@@ -138,11 +141,15 @@ impl FunctionSpec {
             Route::parse(route)?;
         }
         if self.config.len() > MAX_CONFIG_ENTRIES {
-            return Err(format!("config may have at most {MAX_CONFIG_ENTRIES} entries"));
+            return Err(format!(
+                "config may have at most {MAX_CONFIG_ENTRIES} entries"
+            ));
         }
         for (key, value) in &self.config {
             if key.is_empty() || key.contains(['=', '\0']) {
-                return Err(format!("config key `{key}` must be non-empty and contain no `=` or NUL"));
+                return Err(format!(
+                    "config key `{key}` must be non-empty and contain no `=` or NUL"
+                ));
             }
             if value.len() > MAX_CONFIG_VALUE_BYTES || value.contains('\0') {
                 return Err(format!(
@@ -164,11 +171,17 @@ impl FunctionSpec {
         let l = &self.limits;
         let memory = l.memory.unwrap_or(node.memory);
         if memory > node.max_memory {
-            return Err(format!("limits.memory {memory} is above this node's maximum of {}", node.max_memory));
+            return Err(format!(
+                "limits.memory {memory} is above this node's maximum of {}",
+                node.max_memory
+            ));
         }
         let timeout = l.timeout.unwrap_or(node.timeout);
         if timeout > node.max_timeout {
-            return Err(format!("limits.timeout {timeout} is above this node's maximum of {}", node.max_timeout));
+            return Err(format!(
+                "limits.timeout {timeout} is above this node's maximum of {}",
+                node.max_timeout
+            ));
         }
         if timeout.0.is_zero() {
             return Err("limits.timeout must be above zero".into());
@@ -210,7 +223,9 @@ pub fn validate_name(name: &str) -> Result<(), String> {
     let valid = !name.is_empty()
         && name.len() <= 63
         && name.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
-        && name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
     if valid {
         Ok(())
     } else {
@@ -243,9 +258,16 @@ mod tests {
     fn unknown_manifest_key_names_key_and_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("wafer.toml");
-        std::fs::write(&path, "name = \"x\"\ncomponent = \"x.wasm\"\nroutez = []\n").unwrap_or_else(|e| panic!("{e}"));
-        let err = Manifest::load(&path).err().map(|e| e.to_string()).unwrap_or_default();
-        assert!(err.contains("routez") && err.contains("wafer.toml"), "{err}");
+        std::fs::write(&path, "name = \"x\"\ncomponent = \"x.wasm\"\nroutez = []\n")
+            .unwrap_or_else(|e| panic!("{e}"));
+        let err = Manifest::load(&path)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(
+            err.contains("routez") && err.contains("wafer.toml"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -66,7 +66,11 @@ impl Metrics {
             // 100 µs to ~105 s.
             Histogram::new(exponential_buckets(0.0001, 2.0, 21))
         });
-        registry.register("request_duration_seconds", "Time to the response head", latency.clone());
+        registry.register(
+            "request_duration_seconds",
+            "Time to the response head",
+            latency.clone(),
+        );
         // 1 µs to ~16 ms: instantiation from the pool is microseconds.
         let instantiation = Histogram::new(exponential_buckets(0.000_001, 2.0, 15));
         registry.register(
@@ -77,9 +81,17 @@ impl Metrics {
         let errors = Family::<ErrorLabels, Counter>::default();
         registry.register("errors", "Failed invocations by kind", errors.clone());
         let live_instances = Gauge::default();
-        registry.register("live_instances", "Component instances alive now", live_instances.clone());
+        registry.register(
+            "live_instances",
+            "Component instances alive now",
+            live_instances.clone(),
+        );
         let compilations = Counter::default();
-        registry.register("compilations", "Components compiled to machine code", compilations.clone());
+        registry.register(
+            "compilations",
+            "Components compiled to machine code",
+            compilations.clone(),
+        );
         let deploys = Counter::default();
         registry.register("deploys", "Deploys accepted", deploys.clone());
         Self {

@@ -68,7 +68,10 @@ pub struct Node {
 impl Node {
     /// Opens a node on `data_dir`. Returns the admin token too when it was
     /// made just now (first start), so the caller can print it once.
-    pub async fn open(config: NodeConfig, data_dir: &Path) -> Result<(Arc<Self>, Option<String>), NodeError> {
+    pub async fn open(
+        config: NodeConfig,
+        data_dir: &Path,
+    ) -> Result<(Arc<Self>, Option<String>), NodeError> {
         config.validate().map_err(NodeError::Config)?;
         create_private_dir(data_dir).map_err(|source| NodeError::DataDir {
             path: data_dir.to_owned(),

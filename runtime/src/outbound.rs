@@ -17,7 +17,11 @@ pub struct OutboundRule {
 impl OutboundRule {
     /// Parses `scheme://host[:port]`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || format!("allowed_outbound_hosts entry `{text}` must look like `https://api.example.com[:port]`");
+        let bad = || {
+            format!(
+                "allowed_outbound_hosts entry `{text}` must look like `https://api.example.com[:port]`"
+            )
+        };
         let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
         if scheme != "http" && scheme != "https" {
             return Err(bad());
@@ -41,10 +45,14 @@ impl OutboundRule {
     }
 
     fn allows(&self, uri: &http::Uri) -> bool {
-        let Some(scheme) = uri.scheme_str() else { return false };
+        let Some(scheme) = uri.scheme_str() else {
+            return false;
+        };
         let Some(host) = uri.host() else { return false };
         let host = host.to_ascii_lowercase();
-        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = uri
+            .port_u16()
+            .unwrap_or(if scheme == "https" { 443 } else { 80 });
         let default_port = if self.scheme == "https" { 443 } else { 80 };
         let host_ok = match self.host.strip_prefix("*.") {
             Some(domain) => host.ends_with(&format!(".{domain}")),
@@ -63,8 +71,13 @@ pub struct OutboundPolicy {
 impl OutboundPolicy {
     /// A policy from manifest entries (already validated at deploy).
     pub fn new(entries: &[String]) -> Result<Self, String> {
-        let rules = entries.iter().map(|e| OutboundRule::parse(e)).collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { rules: rules.into() })
+        let rules = entries
+            .iter()
+            .map(|e| OutboundRule::parse(e))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            rules: rules.into(),
+        })
     }
 
     /// Whether a request to `uri` may leave the node.
@@ -118,8 +131,11 @@ mod tests {
 
     #[test]
     fn rules_match_scheme_host_and_port() {
-        let policy = OutboundPolicy::new(&["https://api.example.com".into(), "http://*.internal.dev:8080".into()])
-            .unwrap_or_else(|e| panic!("{e}"));
+        let policy = OutboundPolicy::new(&[
+            "https://api.example.com".into(),
+            "http://*.internal.dev:8080".into(),
+        ])
+        .unwrap_or_else(|e| panic!("{e}"));
         assert!(policy.allows(&uri("https://api.example.com/x")));
         assert!(policy.allows(&uri("https://API.example.com:443/x")));
         assert!(!policy.allows(&uri("http://api.example.com/x")));
@@ -132,7 +148,13 @@ mod tests {
 
     #[test]
     fn malformed_rules_are_refused() {
-        for bad in ["api.example.com", "ftp://x.com", "https://x.com/path", "https://x.com:99999", "https://"] {
+        for bad in [
+            "api.example.com",
+            "ftp://x.com",
+            "https://x.com/path",
+            "https://x.com:99999",
+            "https://",
+        ] {
             assert!(OutboundRule::parse(bad).is_err(), "{bad}");
         }
     }

@@ -27,8 +27,13 @@ impl Route {
             Some(i) => (Some(&text[..i]), &text[i..]),
             None => return Err(format!("route `{text}` must be `/prefix` or `host/prefix`")),
         };
-        if path.contains(['?', '#', ' ', '*']) || path.contains("//") || path.split('/').any(|s| s == ".." || s == ".") {
-            return Err(format!("route `{text}`: the path must be a plain prefix like `/api/v2`"));
+        if path.contains(['?', '#', ' ', '*'])
+            || path.contains("//")
+            || path.split('/').any(|s| s == ".." || s == ".")
+        {
+            return Err(format!(
+                "route `{text}`: the path must be a plain prefix like `/api/v2`"
+            ));
         }
         let host = match host {
             Some(host) => {
@@ -46,10 +51,16 @@ impl Route {
             }
             None => None,
         };
-        let prefix = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+        let prefix = if path.len() > 1 {
+            path.trim_end_matches('/')
+        } else {
+            path
+        };
         for reserved in RESERVED_PREFIXES {
             if segment_prefix_matches(reserved, prefix) {
-                return Err(format!("route `{text}` overlaps `{reserved}`, which the node keeps for itself"));
+                return Err(format!(
+                    "route `{text}` overlaps `{reserved}`, which the node keeps for itself"
+                ));
             }
         }
         Ok(Self {
@@ -99,7 +110,9 @@ pub struct RoutingTable<T> {
 
 impl<T> Default for RoutingTable<T> {
     fn default() -> Self {
-        Self { entries: Vec::new() }
+        Self {
+            entries: Vec::new(),
+        }
     }
 }
 
@@ -148,13 +161,26 @@ mod tests {
     #[test]
     fn parse_accepts_paths_and_hosts() {
         assert_eq!(route("/hello/").prefix, "/hello");
-        assert_eq!(route("API.example.com/x").host.as_deref(), Some("api.example.com"));
+        assert_eq!(
+            route("API.example.com/x").host.as_deref(),
+            Some("api.example.com")
+        );
         assert_eq!(route("/").prefix, "/");
     }
 
     #[test]
     fn parse_rejects_reserved_and_odd_paths() {
-        for bad in ["hello", "/v1", "/v1/x", "/metrics", "/a?b", "/a/../b", "bad host/x", "/a//b", "/healthz/x"] {
+        for bad in [
+            "hello",
+            "/v1",
+            "/v1/x",
+            "/metrics",
+            "/a?b",
+            "/a/../b",
+            "bad host/x",
+            "/a//b",
+            "/healthz/x",
+        ] {
             assert!(Route::parse(bad).is_err(), "{bad}");
         }
         // `/` as a catch-all is allowed: reserved paths are matched before functions.

@@ -70,26 +70,56 @@ fn cli_manages_functions_on_a_running_node() {
     let component = common::guests_dir().join("wafer_test_guests.wasm");
     let component = component.to_str().unwrap();
 
-    let out = ok(wafer(&server, data.path(), &["deploy", component, "--name", "t", "--route", "/t"]));
+    let out = ok(wafer(
+        &server,
+        data.path(),
+        &["deploy", component, "--name", "t", "--route", "/t"],
+    ));
     assert!(out.contains("deployed t v1"), "{out}");
-    ok(wafer(&server, data.path(), &["deploy", component, "--name", "t", "--route", "/t"]));
+    ok(wafer(
+        &server,
+        data.path(),
+        &["deploy", component, "--name", "t", "--route", "/t"],
+    ));
     let out = ok(wafer(&server, data.path(), &["list"]));
     assert!(out.contains("t") && out.contains("/t"), "{out}");
 
-    let out = ok(wafer(&server, data.path(), &["invoke", "t", "--path", "/hello"]));
+    let out = ok(wafer(
+        &server,
+        data.path(),
+        &["invoke", "t", "--path", "/hello"],
+    ));
     assert_eq!(out, "hello from guest");
-    let out = ok(wafer(&server, data.path(), &["invoke", "t", "--path", "echo", "--data", "ping"]));
+    let out = ok(wafer(
+        &server,
+        data.path(),
+        &["invoke", "t", "--path", "echo", "--data", "ping"],
+    ));
     assert_eq!(out, "ping");
-    ok(wafer(&server, data.path(), &["invoke", "t", "--path", "log"]));
+    ok(wafer(
+        &server,
+        data.path(),
+        &["invoke", "t", "--path", "log"],
+    ));
     let out = ok(wafer(&server, data.path(), &["logs", "t"]));
-    assert!(out.contains("stdout line 0") && out.contains("stderr"), "{out}");
+    assert!(
+        out.contains("stdout line 0") && out.contains("stderr"),
+        "{out}"
+    );
 
     // Errors are the node's message, with a failing exit code.
     let failed = wafer(&server, data.path(), &["invoke", "t", "--path", "trap"]);
     assert!(!failed.status.success());
-    let failed = wafer(&server, data.path(), &["deploy", "Cargo.toml", "--name", "bad"]);
+    let failed = wafer(
+        &server,
+        data.path(),
+        &["deploy", "Cargo.toml", "--name", "bad"],
+    );
     let stderr = String::from_utf8_lossy(&failed.stderr);
-    assert!(!failed.status.success() && stderr.contains("not a WebAssembly binary"), "{stderr}");
+    assert!(
+        !failed.status.success() && stderr.contains("not a WebAssembly binary"),
+        "{stderr}"
+    );
 
     let out = ok(wafer(&server, data.path(), &["versions", "t"]));
     assert_eq!(out.lines().count(), 3, "{out}");
@@ -120,7 +150,15 @@ fn new_build_deploy_a_rust_function() {
     let build = Command::new(WAFER).arg("build").arg(&dir).output().unwrap();
     ok(build);
     let server = serve(data.path());
-    ok(wafer(&server, data.path(), &["deploy", dir.to_str().unwrap()]));
-    let out = ok(wafer(&server, data.path(), &["invoke", "greeter", "--path", "/x"]));
+    ok(wafer(
+        &server,
+        data.path(),
+        &["deploy", dir.to_str().unwrap()],
+    ));
+    let out = ok(wafer(
+        &server,
+        data.path(),
+        &["invoke", "greeter", "--path", "/x"],
+    ));
     assert!(out.contains("Hello from greeter"), "{out}");
 }

@@ -68,13 +68,17 @@ async fn config_reaches_the_guest_as_environment() {
     .await;
     assert_eq!(node.get("/t/env?key=GREETING").await.text(), "bonjour");
     // Nothing of the host's environment leaks in.
-    assert_eq!(node.get("/t/env?key=HOME").await.status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        node.get("/t/env?key=HOME").await.status,
+        StatusCode::NOT_FOUND
+    );
 }
 
 #[tokio::test]
 async fn host_routes_win_over_path_routes() {
     let node = TestNode::start().await;
-    node.deploy_guests("any", |spec| spec.routes = vec!["/api".into()]).await;
+    node.deploy_guests("any", |spec| spec.routes = vec!["/api".into()])
+        .await;
     node.deploy_guests("hosted", |spec| {
         spec.routes = vec!["api.example.com/api".into()];
         spec.config.insert("WHO".into(), "hosted".into());
@@ -86,8 +90,14 @@ async fn host_routes_win_over_path_routes() {
             .body(Body::empty())
             .unwrap()
     };
-    assert_eq!(node.send(request("api.example.com:8080")).await.text(), "hosted");
-    assert_eq!(node.send(request("other.example.com")).await.text(), "unset");
+    assert_eq!(
+        node.send(request("api.example.com:8080")).await.text(),
+        "hosted"
+    );
+    assert_eq!(
+        node.send(request("other.example.com")).await.text(),
+        "unset"
+    );
 }
 
 #[tokio::test]
@@ -106,9 +116,14 @@ async fn admin_api_requires_the_token() {
         .header("content-type", content_type)
         .body(Body::from(body))
         .unwrap();
-    assert_eq!(node.send(anonymous_deploy).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        node.send(anonymous_deploy).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert!(node.node.registry.get("x").is_none());
-    let ok = node.admin("GET", "/v1/functions", Body::empty(), None).await;
+    let ok = node
+        .admin("GET", "/v1/functions", Body::empty(), None)
+        .await;
     assert_eq!(ok.status, StatusCode::OK);
 }
 
@@ -116,14 +131,20 @@ async fn admin_api_requires_the_token() {
 async fn garbage_core_modules_and_unknown_imports_are_refused_clearly() {
     let node = TestNode::start().await;
 
-    let response = node.try_deploy("g", &spec(&["/g"]), b"definitely not wasm").await;
+    let response = node
+        .try_deploy("g", &spec(&["/g"]), b"definitely not wasm")
+        .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(response.code(), "not_wasm");
 
     let core = wat::parse_str("(module (func (export \"f\")))").unwrap();
     let response = node.try_deploy("g", &spec(&["/g"]), &core).await;
     assert_eq!(response.code(), "not_a_component");
-    assert!(response.text().contains("wasm32-wasip2"), "{}", response.text());
+    assert!(
+        response.text().contains("wasm32-wasip2"),
+        "{}",
+        response.text()
+    );
 
     // A component header with a broken body.
     let mut broken = b"\0asm\x0d\0\x01\0".to_vec();
@@ -131,10 +152,16 @@ async fn garbage_core_modules_and_unknown_imports_are_refused_clearly() {
     let response = node.try_deploy("g", &spec(&["/g"]), &broken).await;
     assert_eq!(response.code(), "invalid_component");
 
-    let response = node.try_deploy("g", &spec(&["/g"]), &guest("unknown_import")).await;
+    let response = node
+        .try_deploy("g", &spec(&["/g"]), &guest("unknown_import"))
+        .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(response.code(), "unsupported_imports");
-    assert!(response.text().contains("acme:missing/greeter"), "{}", response.text());
+    assert!(
+        response.text().contains("acme:missing/greeter"),
+        "{}",
+        response.text()
+    );
 
     let response = node
         .try_deploy("g", &spec(&["/g"]), &wat::parse_str("(component)").unwrap())
@@ -157,7 +184,12 @@ async fn bad_manifests_are_refused_with_the_reason() {
         ("x", spec(&["no-slash"]), "must be"),
     ] {
         let response = node.try_deploy(name, &spec, &component).await;
-        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text());
+        assert_eq!(
+            response.status,
+            StatusCode::BAD_REQUEST,
+            "{}",
+            response.text()
+        );
         assert_eq!(response.code(), "invalid_manifest");
         assert!(response.text().contains(needle), "{}", response.text());
     }
@@ -169,7 +201,12 @@ async fn bad_manifests_are_refused_with_the_reason() {
     let (content_type, mut body) = common::multipart(&spec(&["/x"]), &component);
     body.truncate(100);
     let response = node
-        .admin("POST", "/v1/functions/x", Body::from(body), Some(&content_type))
+        .admin(
+            "POST",
+            "/v1/functions/x",
+            Body::from(body),
+            Some(&content_type),
+        )
         .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
 }
@@ -177,7 +214,8 @@ async fn bad_manifests_are_refused_with_the_reason() {
 #[tokio::test]
 async fn route_conflicts_name_the_holder() {
     let node = TestNode::start().await;
-    node.deploy_guests("first", |spec| spec.routes = vec!["/shared".into()]).await;
+    node.deploy_guests("first", |spec| spec.routes = vec!["/shared".into()])
+        .await;
     let response = node
         .try_deploy("second", &spec(&["/other", "/shared/"]), &guest("guests"))
         .await;
@@ -187,7 +225,8 @@ async fn route_conflicts_name_the_holder() {
     assert!(node.node.registry.get("second").is_none());
     assert_eq!(node.get("/other/hello").await.status, StatusCode::NOT_FOUND);
     // The holder may redeploy on its own route.
-    node.deploy_guests("first", |spec| spec.routes = vec!["/shared".into()]).await;
+    node.deploy_guests("first", |spec| spec.routes = vec!["/shared".into()])
+        .await;
 }
 
 #[tokio::test]
@@ -200,7 +239,10 @@ async fn versions_rollback_and_delete() {
         .await;
     }
     assert_eq!(node.get("/t/env?key=G").await.text(), "two");
-    let versions = node.admin("GET", "/v1/functions/t/versions", Body::empty(), None).await.json();
+    let versions = node
+        .admin("GET", "/v1/functions/t/versions", Body::empty(), None)
+        .await
+        .json();
     assert_eq!(versions.as_array().unwrap().len(), 2);
     assert_eq!(versions[1]["active"], true);
 
@@ -224,12 +266,18 @@ async fn versions_rollback_and_delete() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
-    let deleted = node.admin("DELETE", "/v1/functions/t", Body::empty(), None).await;
+    let deleted = node
+        .admin("DELETE", "/v1/functions/t", Body::empty(), None)
+        .await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_eq!(node.get("/t/hello").await.status, StatusCode::NOT_FOUND);
-    let gone = node.admin("GET", "/v1/functions/t", Body::empty(), None).await;
+    let gone = node
+        .admin("GET", "/v1/functions/t", Body::empty(), None)
+        .await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
-    let again = node.admin("DELETE", "/v1/functions/t", Body::empty(), None).await;
+    let again = node
+        .admin("DELETE", "/v1/functions/t", Body::empty(), None)
+        .await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
 
@@ -240,12 +288,27 @@ async fn guest_output_is_logged_per_invocation() {
     let response = node.get("/t/log?lines=2").await;
     assert_eq!(response.status, StatusCode::OK);
     let id = response.invocation_id().unwrap();
-    let logs = node.admin("GET", "/v1/functions/t/logs", Body::empty(), None).await.text();
-    let lines: Vec<serde_json::Value> = logs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    let mine: Vec<_> = lines.iter().filter(|l| l["invocation_id"] == id.as_str()).collect();
+    let logs = node
+        .admin("GET", "/v1/functions/t/logs", Body::empty(), None)
+        .await
+        .text();
+    let lines: Vec<serde_json::Value> = logs
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mine: Vec<_> = lines
+        .iter()
+        .filter(|l| l["invocation_id"] == id.as_str())
+        .collect();
     assert_eq!(mine.len(), 4, "{logs}");
-    assert!(mine.iter().any(|l| l["stream"] == "stdout" && l["line"] == "stdout line 1"));
-    assert!(mine.iter().any(|l| l["stream"] == "stderr" && l["line"] == "stderr line 0"));
+    assert!(
+        mine.iter()
+            .any(|l| l["stream"] == "stdout" && l["line"] == "stdout line 1")
+    );
+    assert!(
+        mine.iter()
+            .any(|l| l["stream"] == "stderr" && l["line"] == "stderr line 0")
+    );
 }
 
 #[tokio::test]
@@ -265,6 +328,9 @@ async fn healthz_and_metrics() {
         "wafer_live_instances 0",
         "wafer_compilations_total 1",
     ] {
-        assert!(metrics.contains(needle), "missing `{needle}` in:\n{metrics}");
+        assert!(
+            metrics.contains(needle),
+            "missing `{needle}` in:\n{metrics}"
+        );
     }
 }

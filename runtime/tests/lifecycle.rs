@@ -16,9 +16,18 @@ async fn restart_keeps_functions_and_loads_the_compiled_cache() {
     })
     .await;
     node.deploy_guests("u", |_| {}).await;
-    assert_eq!(node.node.artifacts.stats.compiled.load(Ordering::Relaxed), 1, "same bytes compile once");
+    assert_eq!(
+        node.node.artifacts.stats.compiled.load(Ordering::Relaxed),
+        1,
+        "same bytes compile once"
+    );
     let token = node.token.clone();
-    let TestNode { dir, node: inner, router, .. } = node;
+    let TestNode {
+        dir,
+        node: inner,
+        router,
+        ..
+    } = node;
     drop(router);
     drop(inner);
 
@@ -27,16 +36,30 @@ async fn restart_keeps_functions_and_loads_the_compiled_cache() {
     assert_eq!(node.get("/t/env?key=G").await.text(), "persisted");
     assert_eq!(node.get("/u/hello").await.status, StatusCode::OK);
     let stats = &node.node.artifacts.stats;
-    assert_eq!(stats.compiled.load(Ordering::Relaxed), 0, "a restart must not recompile");
+    assert_eq!(
+        stats.compiled.load(Ordering::Relaxed),
+        0,
+        "a restart must not recompile"
+    );
     assert_eq!(stats.loaded.load(Ordering::Relaxed), 2);
-    assert!(node.get("/metrics").await.text().contains("wafer_compilations_total 0"));
+    assert!(
+        node.get("/metrics")
+            .await
+            .text()
+            .contains("wafer_compilations_total 0")
+    );
 }
 
 #[tokio::test]
 async fn a_corrupt_cache_entry_is_recompiled() {
     let node = TestNode::start().await;
     node.deploy_guests("t", |_| {}).await;
-    let TestNode { dir, node: inner, router, .. } = node;
+    let TestNode {
+        dir,
+        node: inner,
+        router,
+        ..
+    } = node;
     drop(router);
     drop(inner);
     for entry in walk(&dir.path().join("compiled")) {
@@ -44,7 +67,10 @@ async fn a_corrupt_cache_entry_is_recompiled() {
     }
     let node = TestNode::open(test_config(), dir).await;
     assert_eq!(node.get("/t/hello").await.status, StatusCode::OK);
-    assert_eq!(node.node.artifacts.stats.compiled.load(Ordering::Relaxed), 1);
+    assert_eq!(
+        node.node.artifacts.stats.compiled.load(Ordering::Relaxed),
+        1
+    );
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -109,7 +135,9 @@ async fn concurrent_deploys_and_invocations() {
     let mut calls = Vec::new();
     for _ in 0..24 {
         let node = node.clone();
-        calls.push(tokio::spawn(async move { node.get("/t/hello").await.status }));
+        calls.push(tokio::spawn(
+            async move { node.get("/t/hello").await.status },
+        ));
     }
     for task in tasks {
         task.await.unwrap();
@@ -118,7 +146,12 @@ async fn concurrent_deploys_and_invocations() {
         assert_eq!(call.await.unwrap(), StatusCode::OK);
     }
     let versions = node
-        .admin("GET", "/v1/functions/t/versions", axum::body::Body::empty(), None)
+        .admin(
+            "GET",
+            "/v1/functions/t/versions",
+            axum::body::Body::empty(),
+            None,
+        )
         .await
         .json();
     let numbers: Vec<u64> = versions
@@ -130,6 +163,9 @@ async fn concurrent_deploys_and_invocations() {
     assert_eq!(numbers, [1, 2, 3, 4, 5], "every deploy got its own version");
     assert_eq!(node.node.registry.list().len(), 5);
     for i in 0..4 {
-        assert_eq!(node.get(&format!("/other{i}/hello")).await.status, StatusCode::OK);
+        assert_eq!(
+            node.get(&format!("/other{i}/hello")).await.status,
+            StatusCode::OK
+        );
     }
 }

@@ -12,31 +12,51 @@ use wafer_runtime::units::{ByteSize, HumanDuration};
 
 async fn still_serving(node: &TestNode, name: &str) {
     let response = node.get(&format!("/{name}/hello")).await;
-    assert_eq!(response.status, StatusCode::OK, "node stopped serving: {}", response.text());
+    assert_eq!(
+        response.status,
+        StatusCode::OK,
+        "node stopped serving: {}",
+        response.text()
+    );
 }
 
 #[tokio::test]
 async fn timeout_stops_a_computing_guest() {
     let node = TestNode::start().await;
-    node.deploy_guests("t", |spec| spec.limits.timeout = Some(HumanDuration(Duration::from_millis(300))))
-        .await;
+    node.deploy_guests("t", |spec| {
+        spec.limits.timeout = Some(HumanDuration(Duration::from_millis(300)))
+    })
+    .await;
     let response = node.get("/t/loop").await;
-    assert_eq!(response.status, StatusCode::GATEWAY_TIMEOUT, "{}", response.text());
+    assert_eq!(
+        response.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        response.text()
+    );
     assert_eq!(response.code(), "timeout");
     assert!(response.json()["error"]["invocation_id"].is_string());
     // Obeyed: work that fits the limit is served.
-    assert_eq!(node.get("/t/recurse?depth=1000").await.status, StatusCode::OK);
+    assert_eq!(
+        node.get("/t/recurse?depth=1000").await.status,
+        StatusCode::OK
+    );
     still_serving(&node, "t").await;
     // The timeout is in the function's log.
-    let logs = node.admin("GET", "/v1/functions/t/logs", Body::empty(), None).await.text();
+    let logs = node
+        .admin("GET", "/v1/functions/t/logs", Body::empty(), None)
+        .await
+        .text();
     assert!(logs.contains("timed out"), "{logs}");
 }
 
 #[tokio::test]
 async fn timeout_bounds_host_waits() {
     let node = TestNode::start().await;
-    node.deploy_guests("t", |spec| spec.limits.timeout = Some(HumanDuration(Duration::from_millis(300))))
-        .await;
+    node.deploy_guests("t", |spec| {
+        spec.limits.timeout = Some(HumanDuration(Duration::from_millis(300)))
+    })
+    .await;
     assert_eq!(node.get("/t/sleep?ms=20").await.text(), "slept");
     let response = node.get("/t/sleep?ms=60000").await;
     assert_eq!(response.status, StatusCode::GATEWAY_TIMEOUT);
@@ -47,11 +67,17 @@ async fn timeout_bounds_host_waits() {
 #[tokio::test]
 async fn memory_limit_refuses_growth() {
     let node = TestNode::start().await;
-    node.deploy_guests("t", |spec| spec.limits.memory = Some(ByteSize::mib(48))).await;
+    node.deploy_guests("t", |spec| spec.limits.memory = Some(ByteSize::mib(48)))
+        .await;
     let ok = node.get("/t/alloc?mb=16").await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.text());
     let response = node.get("/t/alloc?mb=64").await;
-    assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR, "{}", response.text());
+    assert_eq!(
+        response.status,
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "{}",
+        response.text()
+    );
     assert_eq!(response.code(), "memory_limit_exceeded");
     assert!(response.text().contains("48MiB"), "{}", response.text());
     still_serving(&node, "t").await;
@@ -64,15 +90,28 @@ async fn traps_answer_500_with_an_invocation_id_in_the_logs() {
     let response = node.get("/t/trap").await;
     assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(response.code(), "trap");
-    let id = response.json()["error"]["invocation_id"].as_str().unwrap().to_owned();
+    let id = response.json()["error"]["invocation_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     assert_eq!(response.invocation_id().as_deref(), Some(id.as_str()));
     // The guest's panic message and the trap are logged under that id; the
     // client sees no internals.
     assert!(!response.text().contains("guest asked to trap"));
-    let logs = node.admin("GET", "/v1/functions/t/logs", Body::empty(), None).await.text();
+    let logs = node
+        .admin("GET", "/v1/functions/t/logs", Body::empty(), None)
+        .await
+        .text();
     let mine: Vec<&str> = logs.lines().filter(|l| l.contains(&id)).collect();
-    assert!(mine.iter().any(|l| l.contains("guest asked to trap")), "{logs}");
-    assert!(mine.iter().any(|l| l.contains("\"system\"") && l.contains("trap")), "{logs}");
+    assert!(
+        mine.iter().any(|l| l.contains("guest asked to trap")),
+        "{logs}"
+    );
+    assert!(
+        mine.iter()
+            .any(|l| l.contains("\"system\"") && l.contains("trap")),
+        "{logs}"
+    );
     still_serving(&node, "t").await;
 }
 
@@ -80,18 +119,28 @@ async fn traps_answer_500_with_an_invocation_id_in_the_logs() {
 async fn deep_recursion_is_a_trap_not_a_crash() {
     let node = TestNode::start().await;
     node.deploy_guests("t", |_| {}).await;
-    assert_eq!(node.get("/t/recurse?depth=100").await.status, StatusCode::OK);
+    assert_eq!(
+        node.get("/t/recurse?depth=100").await.status,
+        StatusCode::OK
+    );
     let response = node.get("/t/recurse?depth=100000000").await;
     assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(response.code(), "trap");
-    assert!(response.text().contains("stack overflow"), "{}", response.text());
+    assert!(
+        response.text().contains("stack overflow"),
+        "{}",
+        response.text()
+    );
     still_serving(&node, "t").await;
 }
 
 #[tokio::test]
 async fn request_body_limit() {
     let node = TestNode::start().await;
-    node.deploy_guests("t", |spec| spec.limits.max_request_body = Some(ByteSize(1000))).await;
+    node.deploy_guests("t", |spec| {
+        spec.limits.max_request_body = Some(ByteSize(1000))
+    })
+    .await;
     let ok = node.post("/t/read-body", vec![1u8; 1000]).await;
     assert_eq!(ok.text(), "1000");
     // Declared too large: refused before the guest runs.
@@ -101,27 +150,41 @@ async fn request_body_limit() {
     // Streamed without a length: cut while the guest reads.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..4).map(|_| Ok(vec![2u8; 400])).collect();
     let body = Body::from_stream(futures::stream::iter(chunks));
-    let response = node.send(Request::post("/t/read-body").body(body).unwrap()).await;
-    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", response.text());
+    let response = node
+        .send(Request::post("/t/read-body").body(body).unwrap())
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        response.text()
+    );
     still_serving(&node, "t").await;
 }
 
 #[tokio::test]
 async fn response_body_limit() {
     let node = TestNode::start().await;
-    node.deploy_guests("t", |spec| spec.limits.max_response_body = Some(ByteSize::mib(1))).await;
+    node.deploy_guests("t", |spec| {
+        spec.limits.max_response_body = Some(ByteSize::mib(1))
+    })
+    .await;
     let ok = node.get("/t/huge?mb=1").await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(ok.body.as_ref().map(Vec::len).ok(), Some(1 << 20));
     let cut = node.get("/t/huge?mb=3").await;
-    assert!(cut.body.is_err(), "a body over the limit must not arrive whole");
+    assert!(
+        cut.body.is_err(),
+        "a body over the limit must not arrive whole"
+    );
     still_serving(&node, "t").await;
 }
 
 #[tokio::test]
 async fn function_concurrency_limit() {
     let node = std::sync::Arc::new(TestNode::start().await);
-    node.deploy_guests("t", |spec| spec.limits.max_concurrency = Some(1)).await;
+    node.deploy_guests("t", |spec| spec.limits.max_concurrency = Some(1))
+        .await;
     let slow = tokio::spawn({
         let node = node.clone();
         async move { node.get("/t/sleep?ms=1500").await }
@@ -168,7 +231,10 @@ async fn log_budget_truncates_with_a_marker() {
     let node = TestNode::with_config(config).await;
     node.deploy_guests("t", |_| {}).await;
     node.get("/t/log?lines=2").await;
-    let logs = node.admin("GET", "/v1/functions/t/logs", Body::empty(), None).await.text();
+    let logs = node
+        .admin("GET", "/v1/functions/t/logs", Body::empty(), None)
+        .await
+        .text();
     assert!(!logs.contains("truncated"), "{logs}");
     let response = node.get("/t/log?lines=1000").await;
     assert_eq!(response.status, StatusCode::OK, "a chatty guest still runs");
@@ -177,7 +243,10 @@ async fn log_budget_truncates_with_a_marker() {
         .await
         .text();
     assert!(logs.contains("output truncated"), "{logs}");
-    assert!(logs.lines().count() < 40, "at most ~200 bytes of output were kept");
+    assert!(
+        logs.lines().count() < 40,
+        "at most ~200 bytes of output were kept"
+    );
 }
 
 #[tokio::test]
@@ -194,6 +263,11 @@ async fn deploy_size_limit() {
         ..Default::default()
     };
     let response = node.try_deploy("u", &spec, &bigger).await;
-    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", response.text());
+    assert_eq!(
+        response.status,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "{}",
+        response.text()
+    );
     assert_eq!(response.code(), "component_too_large");
 }

@@ -33,12 +33,20 @@ const MULTIPART_OVERHEAD: usize = 1024 * 1024;
 
 /// The admin routes, mounted under `/v1`.
 pub fn router(node: &Node) -> Router<Arc<Node>> {
-    let deploy_limit = node.config.node.max_component_size.as_usize().saturating_add(MULTIPART_OVERHEAD);
+    let deploy_limit = node
+        .config
+        .node
+        .max_component_size
+        .as_usize()
+        .saturating_add(MULTIPART_OVERHEAD);
     Router::new()
         .route("/functions", get(list))
         .route(
             "/functions/{name}",
-            post(deploy).get(show).delete(delete).layer(DefaultBodyLimit::max(deploy_limit)),
+            post(deploy)
+                .get(show)
+                .delete(delete)
+                .layer(DefaultBodyLimit::max(deploy_limit)),
         )
         .route("/functions/{name}/versions", get(versions))
         .route("/functions/{name}/rollback", post(rollback))
@@ -56,7 +64,10 @@ impl FromRequestParts<Arc<Node>> for Caller {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        node.auth.authenticate(header).map(Caller).ok_or_else(ApiError::unauthorized)
+        node.auth
+            .authenticate(header)
+            .map(Caller)
+            .ok_or_else(ApiError::unauthorized)
     }
 }
 
@@ -87,21 +98,40 @@ impl From<DeployError> for ApiError {
     fn from(error: DeployError) -> Self {
         let message = error.to_string();
         match error {
-            DeployError::InvalidSpec(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", message),
-            DeployError::TooLarge { .. } => ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "component_too_large", message),
+            DeployError::InvalidSpec(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", message)
+            }
+            DeployError::TooLarge { .. } => ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "component_too_large",
+                message,
+            ),
             DeployError::NotWasm => ApiError::new(StatusCode::BAD_REQUEST, "not_wasm", message),
-            DeployError::CoreModule => ApiError::new(StatusCode::BAD_REQUEST, "not_a_component", message),
-            DeployError::InvalidComponent(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", message),
-            DeployError::MissingImports(_) => ApiError::new(StatusCode::BAD_REQUEST, "unsupported_imports", message),
-            DeployError::NotHttpHandler(_) => ApiError::new(StatusCode::BAD_REQUEST, "not_http_handler", message),
-            DeployError::RouteConflict { .. } => ApiError::new(StatusCode::CONFLICT, "route_conflict", message),
+            DeployError::CoreModule => {
+                ApiError::new(StatusCode::BAD_REQUEST, "not_a_component", message)
+            }
+            DeployError::InvalidComponent(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", message)
+            }
+            DeployError::MissingImports(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "unsupported_imports", message)
+            }
+            DeployError::NotHttpHandler(_) => {
+                ApiError::new(StatusCode::BAD_REQUEST, "not_http_handler", message)
+            }
+            DeployError::RouteConflict { .. } => {
+                ApiError::new(StatusCode::CONFLICT, "route_conflict", message)
+            }
             DeployError::NotFound(_) => ApiError::not_found(message),
             DeployError::Storage(_) | DeployError::Artifacts(_) => ApiError::internal(message),
         }
     }
 }
 
-async fn list(State(node): State<Arc<Node>>, caller: Caller) -> Result<Json<Vec<FunctionInfo>>, ApiError> {
+async fn list(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+) -> Result<Json<Vec<FunctionInfo>>, ApiError> {
     caller.require(Scope::Read, "list functions")?;
     let all = node.registry.list();
     let visible = all
@@ -133,7 +163,11 @@ async fn deploy(
         && !caller.0.allows(Scope::Admin)
         && existing.tenant != caller.0.tenant
     {
-        return Err(ApiError::new(StatusCode::CONFLICT, "name_taken", format!("the name `{name}` is not available")));
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "name_taken",
+            format!("the name `{name}` is not available"),
+        ));
     }
     let mut spec: Option<FunctionSpec> = None;
     let mut component: Option<Vec<u8>> = None;
@@ -149,16 +183,24 @@ async fn deploy(
             .map_err(|e| multipart_error(&e.body_text(), e.status()))?;
         match field_name.as_str() {
             "spec" => {
-                spec = Some(
-                    serde_json::from_slice(&bytes)
-                        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", format!("spec: {e}")))?,
-                );
+                spec = Some(serde_json::from_slice(&bytes).map_err(|e| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        "invalid_manifest",
+                        format!("spec: {e}"),
+                    )
+                })?);
             }
             "component" => component = Some(bytes.to_vec()),
-            other => return Err(ApiError::bad_request(format!("unexpected multipart field `{other}`"))),
+            other => {
+                return Err(ApiError::bad_request(format!(
+                    "unexpected multipart field `{other}`"
+                )));
+            }
         }
     }
-    let component = component.ok_or_else(|| ApiError::bad_request("missing multipart field `component`"))?;
+    let component =
+        component.ok_or_else(|| ApiError::bad_request("missing multipart field `component`"))?;
     let deployment = node
         .registry
         .deploy(&caller.0.tenant, &name, spec.unwrap_or_default(), component)
@@ -168,7 +210,11 @@ async fn deploy(
 
 fn multipart_error(text: &str, status: StatusCode) -> ApiError {
     if status == StatusCode::PAYLOAD_TOO_LARGE {
-        ApiError::new(status, "component_too_large", "the upload is larger than node.max_component_size")
+        ApiError::new(
+            status,
+            "component_too_large",
+            "the upload is larger than node.max_component_size",
+        )
     } else {
         ApiError::bad_request(format!("bad multipart upload: {text}"))
     }
@@ -226,7 +272,9 @@ async fn rollback(
 ) -> Result<Json<FunctionInfo>, ApiError> {
     caller.require(Scope::Deploy, "roll back functions")?;
     caller.function(&node, &name)?;
-    Ok(Json(node.registry.rollback(&name, request.version).await?.info()))
+    Ok(Json(
+        node.registry.rollback(&name, request.version).await?.info(),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -247,11 +295,20 @@ async fn logs(
     let tail = query.tail.unwrap_or(DEFAULT_LOG_TAIL);
     let content_type = [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")];
     if !query.follow {
-        let body: String = node.logs.recent(&name, tail).iter().map(ndjson_line).collect();
+        let body: String = node
+            .logs
+            .recent(&name, tail)
+            .iter()
+            .map(ndjson_line)
+            .collect();
         return Ok((content_type, body).into_response());
     }
     let (recent, receiver) = node.logs.follow(&name, tail);
-    let backlog = futures::stream::iter(recent.into_iter().map(|e| Ok::<_, std::convert::Infallible>(ndjson_line(&e))));
+    let backlog = futures::stream::iter(
+        recent
+            .into_iter()
+            .map(|e| Ok::<_, std::convert::Infallible>(ndjson_line(&e))),
+    );
     let live = futures::stream::unfold(receiver, |mut receiver| async move {
         loop {
             match receiver.recv().await {

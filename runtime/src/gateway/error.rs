@@ -83,13 +83,21 @@ impl ApiError {
 
     /// 403: valid credentials without the needed scope.
     pub fn forbidden(what: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("this token may not {what}"))
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            format!("this token may not {what}"),
+        )
     }
 
     /// 500 for a host-side failure; `detail` is logged, not sent.
     pub fn internal(detail: impl std::fmt::Display) -> Self {
         tracing::error!(%detail, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the node's log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the node's log",
+        )
     }
 }
 
@@ -104,7 +112,11 @@ impl IntoResponse for ApiError {
         };
         let mut response = (self.status, Json(body)).into_response();
         let headers = response.headers_mut();
-        if let Some(id) = self.invocation_id.as_deref().and_then(|id| HeaderValue::from_str(id).ok()) {
+        if let Some(id) = self
+            .invocation_id
+            .as_deref()
+            .and_then(|id| HeaderValue::from_str(id).ok())
+        {
             headers.insert(INVOCATION_ID_HEADER, id);
         }
         if let Some(seconds) = self.retry_after {

@@ -29,7 +29,10 @@ async fn healthz() -> &'static str {
 
 async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
     (
-        [(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         node.metrics.encode(),
     )
 }

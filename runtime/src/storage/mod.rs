@@ -52,10 +52,17 @@ pub struct FunctionRecord {
 pub trait RegistryStore: Send + Sync + 'static {
     /// Stores a new version (numbered after the highest ever stored for the
     /// name) and makes it active, in one transaction.
-    fn add_version(&self, tenant: &str, function: &str, digest: &str, size: u64, spec_json: &str)
-    -> Result<VersionRecord, StorageError>;
+    fn add_version(
+        &self,
+        tenant: &str,
+        function: &str,
+        digest: &str,
+        size: u64,
+        spec_json: &str,
+    ) -> Result<VersionRecord, StorageError>;
     /// Makes an existing version active; `None` when it does not exist.
-    fn activate(&self, function: &str, version: u32) -> Result<Option<VersionRecord>, StorageError>;
+    fn activate(&self, function: &str, version: u32)
+    -> Result<Option<VersionRecord>, StorageError>;
     /// Removes a function and its versions; false when it did not exist.
     fn delete(&self, function: &str) -> Result<bool, StorageError>;
     /// Every function with its active version.

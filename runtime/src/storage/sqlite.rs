@@ -39,7 +39,9 @@ impl SqliteStore {
     pub fn open(path: &Path) -> Result<Self, StorageError> {
         let connection = Connection::open(path).map_err(db)?;
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;")
+            .execute_batch(
+                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+            )
             .map_err(db)?;
         connection.execute_batch(SCHEMA).map_err(db)?;
         Ok(Self {
@@ -47,10 +49,16 @@ impl SqliteStore {
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StorageError> {
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
+    ) -> Result<T, StorageError> {
         // A panic while holding the lock leaves SQLite itself consistent (an
         // open transaction is rolled back on drop), so poisoning is ignored.
-        let mut connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut connection = self
+            .connection
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         f(&mut connection).map_err(db)
     }
 }
@@ -116,7 +124,11 @@ impl RegistryStore for SqliteStore {
         })
     }
 
-    fn activate(&self, function: &str, version: u32) -> Result<Option<VersionRecord>, StorageError> {
+    fn activate(
+        &self,
+        function: &str,
+        version: u32,
+    ) -> Result<Option<VersionRecord>, StorageError> {
         self.with(|connection| {
             let tx = connection.transaction()?;
             let record = tx
@@ -146,11 +158,11 @@ impl RegistryStore for SqliteStore {
 
     fn functions(&self) -> Result<Vec<FunctionRecord>, StorageError> {
         self.with(|connection| {
-            let mut statement = connection.prepare(&format!(
+            let mut statement = connection.prepare(
                 "SELECT f.tenant, v.function, v.version, v.digest, v.size, v.spec_json, v.created_ms
                  FROM functions f JOIN versions v ON v.function = f.name AND v.version = f.active_version
-                 ORDER BY f.name"
-            ))?;
+                 ORDER BY f.name",
+            )?;
             let rows = statement.query_map([], |row| {
                 let tenant: String = row.get(0)?;
                 let active = VersionRecord {

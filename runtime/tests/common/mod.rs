@@ -30,7 +30,10 @@ pub fn guests_dir() -> &'static Path {
             .env_remove("CARGO_BUILD_TARGET")
             .status()
             .expect("run cargo to build test-programs");
-        assert!(status.success(), "building test-programs failed (is `rustup target add wasm32-wasip2` done?)");
+        assert!(
+            status.success(),
+            "building test-programs failed (is `rustup target add wasm32-wasip2` done?)"
+        );
         root.join("target/wasm32-wasip2/release")
     })
 }
@@ -39,7 +42,7 @@ pub fn guests_dir() -> &'static Path {
 pub fn guest(name: &str) -> Vec<u8> {
     let file = match name {
         "guests" => "wafer_test_guests.wasm",
-        "unknown_import" => "unknown_import.wasm",
+        "unknown_import" => "wafer_test_unknown_import.wasm",
         other => panic!("no guest {other}"),
     };
     std::fs::read(guests_dir().join(file)).expect("read guest component")
@@ -74,10 +77,18 @@ impl TestNode {
     pub async fn open(config: NodeConfig, dir: tempfile::TempDir) -> Self {
         let (node, token) = Node::open(config, dir.path()).await.expect("open node");
         let token = token.unwrap_or_else(|| {
-            std::fs::read_to_string(dir.path().join("admin-token")).unwrap().trim().to_owned()
+            std::fs::read_to_string(dir.path().join("admin-token"))
+                .unwrap()
+                .trim()
+                .to_owned()
         });
         let router = gateway::router(node.clone());
-        Self { node, router, token, dir }
+        Self {
+            node,
+            router,
+            token,
+            dir,
+        }
     }
 
     /// Sends a request through the router.
@@ -85,20 +96,36 @@ impl TestNode {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response.into_body().collect().await.map(|b| b.to_bytes().to_vec());
-        Response { status, headers, body }
+        let body = response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes().to_vec());
+        Response {
+            status,
+            headers,
+            body,
+        }
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.send(Request::get(path).body(Body::empty()).unwrap()).await
+        self.send(Request::get(path).body(Body::empty()).unwrap())
+            .await
     }
 
     pub async fn post(&self, path: &str, body: impl Into<Body>) -> Response {
-        self.send(Request::post(path).body(body.into()).unwrap()).await
+        self.send(Request::post(path).body(body.into()).unwrap())
+            .await
     }
 
     /// An admin request with the token.
-    pub async fn admin(&self, method: &str, path: &str, body: Body, content_type: Option<&str>) -> Response {
+    pub async fn admin(
+        &self,
+        method: &str,
+        path: &str,
+        body: Body,
+        content_type: Option<&str>,
+    ) -> Response {
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
@@ -112,19 +139,38 @@ impl TestNode {
     /// Deploys through the admin API and returns the response.
     pub async fn try_deploy(&self, name: &str, spec: &FunctionSpec, component: &[u8]) -> Response {
         let (content_type, body) = multipart(spec, component);
-        self.admin("POST", &format!("/v1/functions/{name}"), Body::from(body), Some(&content_type))
-            .await
+        self.admin(
+            "POST",
+            &format!("/v1/functions/{name}"),
+            Body::from(body),
+            Some(&content_type),
+        )
+        .await
     }
 
     /// Deploys and asserts success.
-    pub async fn deploy(&self, name: &str, spec: &FunctionSpec, component: &[u8]) -> serde_json::Value {
+    pub async fn deploy(
+        &self,
+        name: &str,
+        spec: &FunctionSpec,
+        component: &[u8],
+    ) -> serde_json::Value {
         let response = self.try_deploy(name, spec, component).await;
-        assert_eq!(response.status, StatusCode::CREATED, "deploy {name}: {}", response.text());
+        assert_eq!(
+            response.status,
+            StatusCode::CREATED,
+            "deploy {name}: {}",
+            response.text()
+        );
         response.json()
     }
 
     /// Deploys the test guest at `/t` (or the given routes) with a spec tweak.
-    pub async fn deploy_guests(&self, name: &str, tweak: impl FnOnce(&mut FunctionSpec)) -> serde_json::Value {
+    pub async fn deploy_guests(
+        &self,
+        name: &str,
+        tweak: impl FnOnce(&mut FunctionSpec),
+    ) -> serde_json::Value {
         let mut spec = FunctionSpec {
             routes: vec![format!("/{name}")],
             ..FunctionSpec::default()
@@ -152,12 +198,16 @@ impl Response {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.text()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_str(&self.text())
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// The stable error code of a JSON error body.
     pub fn code(&self) -> String {
-        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
+        self.json()["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
     }
 
     pub fn invocation_id(&self) -> Option<String> {

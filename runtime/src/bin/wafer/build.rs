@@ -11,7 +11,10 @@ pub fn run(dir: &Path) -> Result<PathBuf> {
     if dir.join("Cargo.toml").exists() {
         return build_rust(dir);
     }
-    bail!("{} has no Cargo.toml: `wafer build` builds Rust functions (see `wafer new rust NAME`)", dir.display())
+    bail!(
+        "{} has no Cargo.toml: `wafer build` builds Rust functions (see `wafer new rust NAME`)",
+        dir.display()
+    )
 }
 
 fn build_rust(dir: &Path) -> Result<PathBuf> {
@@ -19,6 +22,9 @@ fn build_rust(dir: &Path) -> Result<PathBuf> {
     let status = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["build", "--release", "--target", RUST_TARGET])
         .current_dir(dir)
+        // The manifest names the component by its path in the project's own
+        // target dir; a global CARGO_TARGET_DIR would put it elsewhere.
+        .env_remove("CARGO_TARGET_DIR")
         .status()
         .context("cannot run cargo (is Rust installed? https://rustup.rs)")?;
     if !status.success() {
@@ -27,10 +33,14 @@ fn build_rust(dir: &Path) -> Result<PathBuf> {
     let metadata = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
         .args(["metadata", "--format-version", "1", "--no-deps"])
         .current_dir(dir)
+        .env_remove("CARGO_TARGET_DIR")
         .output()
         .context("cannot run cargo metadata")?;
-    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).context("cargo metadata output")?;
-    let target_dir = metadata["target_directory"].as_str().context("cargo metadata has no target_directory")?;
+    let metadata: serde_json::Value =
+        serde_json::from_slice(&metadata.stdout).context("cargo metadata output")?;
+    let target_dir = metadata["target_directory"]
+        .as_str()
+        .context("cargo metadata has no target_directory")?;
     let manifest = std::fs::canonicalize(dir.join("Cargo.toml"))?;
     let package = metadata["packages"]
         .as_array()
@@ -43,7 +53,11 @@ fn build_rust(dir: &Path) -> Result<PathBuf> {
         .as_array()
         .into_iter()
         .flatten()
-        .find(|t| t["crate_types"].as_array().is_some_and(|c| c.iter().any(|c| c == "cdylib")))
+        .find(|t| {
+            t["crate_types"]
+                .as_array()
+                .is_some_and(|c| c.iter().any(|c| c == "cdylib"))
+        })
         .and_then(|t| t["name"].as_str())
         .context("the crate has no cdylib target: set `[lib] crate-type = [\"cdylib\"]`")?;
     let component = Path::new(target_dir)
@@ -64,9 +78,14 @@ fn ensure_rust_target() -> Result<()> {
         bail!("cannot run rustc (is Rust installed? https://rustup.rs)");
     };
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
-    let installed = Path::new(&sysroot).join("lib/rustlib").join(RUST_TARGET).exists();
+    let installed = Path::new(&sysroot)
+        .join("lib/rustlib")
+        .join(RUST_TARGET)
+        .exists();
     if !installed {
-        bail!("the Rust target {RUST_TARGET} is not installed; install it with:\n  rustup target add {RUST_TARGET}");
+        bail!(
+            "the Rust target {RUST_TARGET} is not installed; install it with:\n  rustup target add {RUST_TARGET}"
+        );
     }
     Ok(())
 }

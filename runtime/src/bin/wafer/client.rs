@@ -15,7 +15,9 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 pub fn run(command: Command) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(dispatch(command))
 }
 
@@ -29,7 +31,11 @@ async fn dispatch(command: Command) -> Result<()> {
         } => deploy(&Client::new(&target)?, &path, name, &routes).await,
         Command::List { target } => list(&Client::new(&target)?).await,
         Command::Versions { name, target } => versions(&Client::new(&target)?, &name).await,
-        Command::Rollback { name, version, target } => {
+        Command::Rollback {
+            name,
+            to_version: version,
+            target,
+        } => {
             let client = Client::new(&target)?;
             let info: serde_json::Value = client
                 .send(
@@ -47,7 +53,11 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Delete { name, target } => {
             let client = Client::new(&target)?;
             client
-                .send(client.http.delete(client.admin(&format!("functions/{name}"))))
+                .send(
+                    client
+                        .http
+                        .delete(client.admin(&format!("functions/{name}"))),
+                )
                 .await?;
             println!("deleted {name}");
             Ok(())
@@ -60,14 +70,27 @@ async fn dispatch(command: Command) -> Result<()> {
             headers,
             include,
             target,
-        } => invoke(&Client::new(&target)?, &name, &path, method, data, &headers, include).await,
+        } => {
+            invoke(
+                &Client::new(&target)?,
+                &name,
+                &path,
+                method,
+                data,
+                &headers,
+                include,
+            )
+            .await
+        }
         Command::Logs {
             name,
             follow,
             tail,
             target,
         } => logs(&Client::new(&target)?, &name, follow, tail).await,
-        Command::Serve { .. } | Command::New { .. } | Command::Build { .. } => unreachable!("handled in main"),
+        Command::Serve { .. } | Command::New { .. } | Command::Build { .. } => {
+            unreachable!("handled in main")
+        }
     }
 }
 
@@ -98,10 +121,12 @@ impl Client {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("cannot reach the node at {} (is `wafer serve` running? set --url or WAFER_URL)", self.base))?;
+        let response = request.send().await.with_context(|| {
+            format!(
+                "cannot reach the node at {} (is `wafer serve` running? set --url or WAFER_URL)",
+                self.base
+            )
+        })?;
         if response.status().is_success() {
             return Ok(response);
         }
@@ -110,18 +135,27 @@ impl Client {
         let message = body["error"]["message"].as_str().unwrap_or("no details");
         let code = body["error"]["code"].as_str().unwrap_or("error");
         if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
-            bail!("{message} ({code}); no token found: set WAFER_TOKEN or --data-dir to the node's data dir");
+            bail!(
+                "{message} ({code}); no token found: set WAFER_TOKEN or --data-dir to the node's data dir"
+            );
         }
         bail!("{message} ({code}, HTTP {})", status.as_u16())
     }
 }
 
 /// Reads a function folder or component file into (name, spec, bytes).
-pub fn load_function(path: &Path, name: Option<String>, routes: &[String]) -> Result<(String, FunctionSpec, Vec<u8>)> {
+pub fn load_function(
+    path: &Path,
+    name: Option<String>,
+    routes: &[String],
+) -> Result<(String, FunctionSpec, Vec<u8>)> {
     let (manifest_name, mut spec, component) = if path.is_dir() {
         let manifest_path = path.join("wafer.toml");
         if !manifest_path.exists() {
-            bail!("{} has no wafer.toml; pass a .wasm file or create one (`wafer new rust NAME`)", path.display());
+            bail!(
+                "{} has no wafer.toml; pass a .wasm file or create one (`wafer new rust NAME`)",
+                path.display()
+            );
         }
         let manifest = Manifest::load(&manifest_path)?;
         (Some(manifest.name), manifest.spec, manifest.component)
@@ -154,13 +188,19 @@ pub fn load_function(path: &Path, name: Option<String>, routes: &[String]) -> Re
     Ok((name, spec, bytes))
 }
 
-async fn deploy(client: &Client, path: &Path, name: Option<String>, routes: &[String]) -> Result<()> {
+async fn deploy(
+    client: &Client,
+    path: &Path,
+    name: Option<String>,
+    routes: &[String],
+) -> Result<()> {
     let (name, spec, bytes) = load_function(path, name, routes)?;
     let size = bytes.len();
     let form = reqwest::multipart::Form::new()
         .part(
             "spec",
-            reqwest::multipart::Part::text(serde_json::to_string(&spec)?).mime_str("application/json")?,
+            reqwest::multipart::Part::text(serde_json::to_string(&spec)?)
+                .mime_str("application/json")?,
         )
         .part(
             "component",
@@ -169,7 +209,12 @@ async fn deploy(client: &Client, path: &Path, name: Option<String>, routes: &[St
                 .mime_str("application/wasm")?,
         );
     let info: serde_json::Value = client
-        .send(client.http.post(client.admin(&format!("functions/{name}"))).multipart(form))
+        .send(
+            client
+                .http
+                .post(client.admin(&format!("functions/{name}")))
+                .multipart(form),
+        )
         .await?
         .json()
         .await?;
@@ -177,9 +222,18 @@ async fn deploy(client: &Client, path: &Path, name: Option<String>, routes: &[St
         "deployed {name} v{} ({} KiB, sha256 {})",
         info["version"],
         size / 1024,
-        info["digest"].as_str().unwrap_or("?").get(..12).unwrap_or("?")
+        info["digest"]
+            .as_str()
+            .unwrap_or("?")
+            .get(..12)
+            .unwrap_or("?")
     );
-    for route in info["routes"].as_array().into_iter().flatten().filter_map(|r| r.as_str()) {
+    for route in info["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+    {
         if route.starts_with('/') {
             println!("  {}{route}", client.base);
         } else {
@@ -190,14 +244,23 @@ async fn deploy(client: &Client, path: &Path, name: Option<String>, routes: &[St
 }
 
 async fn list(client: &Client) -> Result<()> {
-    let functions: Vec<serde_json::Value> = client.send(client.http.get(client.admin("functions"))).await?.json().await?;
+    let functions: Vec<serde_json::Value> = client
+        .send(client.http.get(client.admin("functions")))
+        .await?
+        .json()
+        .await?;
     if functions.is_empty() {
         println!("no functions deployed (try `wafer deploy`)");
         return Ok(());
     }
     println!("{:<24} {:>7}  {:<14} ROUTES", "NAME", "VERSION", "DIGEST");
     for f in functions {
-        let routes: Vec<&str> = f["routes"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+        let routes: Vec<&str> = f["routes"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.as_str())
+            .collect();
         println!(
             "{:<24} {:>7}  {:<14} {}",
             f["name"].as_str().unwrap_or("?"),
@@ -211,21 +274,34 @@ async fn list(client: &Client) -> Result<()> {
 
 async fn versions(client: &Client, name: &str) -> Result<()> {
     let versions: Vec<serde_json::Value> = client
-        .send(client.http.get(client.admin(&format!("functions/{name}/versions"))))
+        .send(
+            client
+                .http
+                .get(client.admin(&format!("functions/{name}/versions"))),
+        )
         .await?
         .json()
         .await?;
-    println!("{:>7}  {:<14} {:>10}  {:<20} ACTIVE", "VERSION", "DIGEST", "SIZE", "DEPLOYED");
+    println!(
+        "{:>7}  {:<14} {:>10}  {:<20} ACTIVE",
+        "VERSION", "DIGEST", "SIZE", "DEPLOYED"
+    );
     for v in versions {
         let created = v["created_ms"].as_u64().unwrap_or_default();
-        let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(created));
+        let when = humantime::format_rfc3339_seconds(
+            std::time::UNIX_EPOCH + std::time::Duration::from_millis(created),
+        );
         println!(
             "{:>7}  {:<14} {:>10}  {:<20} {}",
             v["version"],
             v["digest"].as_str().unwrap_or("?").get(..12).unwrap_or("?"),
             v["size"],
             when.to_string(),
-            if v["active"].as_bool() == Some(true) { "*" } else { "" }
+            if v["active"].as_bool() == Some(true) {
+                "*"
+            } else {
+                ""
+            }
         );
     }
     Ok(())
@@ -245,7 +321,12 @@ async fn invoke(
         .await?
         .json()
         .await?;
-    let routes: Vec<&str> = info["routes"].as_array().into_iter().flatten().filter_map(|r| r.as_str()).collect();
+    let routes: Vec<&str> = info["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.as_str())
+        .collect();
     let route = routes
         .iter()
         .find(|r| r.starts_with('/'))
@@ -274,19 +355,32 @@ async fn invoke(
         Some(text) => Some(text.as_bytes().to_vec()),
         None => None,
     };
-    let method = method.unwrap_or_else(|| if body.is_some() { "POST".into() } else { "GET".into() });
-    let mut request = client.http.request(reqwest::Method::from_bytes(method.as_bytes())?, &url);
+    let method = method.unwrap_or_else(|| {
+        if body.is_some() {
+            "POST".into()
+        } else {
+            "GET".into()
+        }
+    });
+    let mut request = client
+        .http
+        .request(reqwest::Method::from_bytes(method.as_bytes())?, &url);
     if let Some(host) = host {
         request = request.header(reqwest::header::HOST, host);
     }
     for header in headers {
-        let (k, v) = header.split_once(':').context("headers look like `Name: value`")?;
+        let (k, v) = header
+            .split_once(':')
+            .context("headers look like `Name: value`")?;
         request = request.header(k.trim(), v.trim());
     }
     if let Some(body) = body {
         request = request.body(body);
     }
-    let mut response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
+    let mut response = request
+        .send()
+        .await
+        .with_context(|| format!("cannot reach {url}"))?;
     if include {
         println!("{:?} {}", response.version(), response.status());
         for (k, v) in response.headers() {
@@ -307,7 +401,9 @@ async fn invoke(
 }
 
 async fn logs(client: &Client, name: &str, follow: bool, tail: usize) -> Result<()> {
-    let url = client.admin(&format!("functions/{name}/logs?tail={tail}&follow={follow}"));
+    let url = client.admin(&format!(
+        "functions/{name}/logs?tail={tail}&follow={follow}"
+    ));
     let mut response = client.send(client.http.get(url)).await?;
     let mut pending = Vec::new();
     let mut stdout = std::io::stdout().lock();
@@ -317,7 +413,9 @@ async fn logs(client: &Client, name: &str, follow: bool, tail: usize) -> Result<
             let line: Vec<u8> = pending.drain(..=end).collect();
             let entry: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
             let time = entry["time_ms"].as_u64().unwrap_or_default();
-            let when = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(time));
+            let when = humantime::format_rfc3339_millis(
+                std::time::UNIX_EPOCH + std::time::Duration::from_millis(time),
+            );
             writeln!(
                 stdout,
                 "{when} {} {:<6} {}",

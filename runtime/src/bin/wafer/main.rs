@@ -22,7 +22,12 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct Target {
     /// The node's URL.
-    #[arg(long, env = "WAFER_URL", default_value = "http://127.0.0.1:8080", global = true)]
+    #[arg(
+        long,
+        env = "WAFER_URL",
+        default_value = "http://127.0.0.1:8080",
+        global = true
+    )]
     url: String,
     /// Admin token; by default read from the data dir's `admin-token`.
     #[arg(long, env = "WAFER_TOKEN", hide_env_values = true, global = true)]
@@ -80,7 +85,8 @@ enum Command {
         /// Function name.
         name: String,
         /// Version number (see `wafer versions NAME`).
-        version: u32,
+        #[arg(value_name = "VERSION")]
+        to_version: u32,
         #[command(flatten)]
         target: Target,
     },

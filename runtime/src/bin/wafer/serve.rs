@@ -11,11 +11,17 @@ use wafer_runtime::node::Node;
 
 const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 
-pub fn run(listen: Option<SocketAddr>, data_dir: Option<PathBuf>, config: Option<PathBuf>, deploy: Vec<PathBuf>) -> Result<()> {
+pub fn run(
+    listen: Option<SocketAddr>,
+    data_dir: Option<PathBuf>,
+    config: Option<PathBuf>,
+    deploy: Vec<PathBuf>,
+) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
+            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG").unwrap_or_else(|_| {
+                tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
+            }),
         )
         .init();
     let config = match config {
@@ -29,17 +35,27 @@ pub fn run(listen: Option<SocketAddr>, data_dir: Option<PathBuf>, config: Option
     let data_dir = data_dir
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(crate::client::default_data_dir);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(serve(config, listen, data_dir, deploy))
 }
 
-async fn serve(config: NodeConfig, listen: SocketAddr, data_dir: PathBuf, deploy: Vec<PathBuf>) -> Result<()> {
+async fn serve(
+    config: NodeConfig,
+    listen: SocketAddr,
+    data_dir: PathBuf,
+    deploy: Vec<PathBuf>,
+) -> Result<()> {
     let grace = config.node.shutdown_grace.0;
     let (node, new_token) = Node::open(config, &data_dir)
         .await
         .with_context(|| format!("cannot start a node on {}", data_dir.display()))?;
     if let Some(token) = new_token {
-        println!("Admin token (shown once; also in {}):", data_dir.join("admin-token").display());
+        println!(
+            "Admin token (shown once; also in {}):",
+            data_dir.join("admin-token").display()
+        );
         println!("  {token}");
     }
     for dir in deploy {
@@ -59,7 +75,10 @@ async fn serve(config: NodeConfig, listen: SocketAddr, data_dir: PathBuf, deploy
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;
     let local = listener.local_addr()?;
-    println!("Wafer node listening on http://{local} (data dir {})", data_dir.display());
+    println!(
+        "Wafer node listening on http://{local} (data dir {})",
+        data_dir.display()
+    );
     for function in node.registry.list() {
         for route in &function.routes {
             if route.starts_with('/') {
@@ -87,13 +106,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(term) => term,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
