@@ -1,20 +1,26 @@
 //! Who is calling: bearer tokens resolved to a principal with scopes.
 //!
-//! Today there is one credential, the node's admin token, made on first start
-//! and stored with 0600 permissions in the data dir. The shape is the one that
-//! tenants and scoped API keys will fill: a [`Principal`] (tenant + scopes)
-//! and a [`Scope`] each route asks for.
+//! Two kinds of credential:
+//! - the node's admin token (the operator), made on first start and stored
+//!   with 0600 permissions in the data dir; it may do anything, for every tenant;
+//! - tenant API keys `wk_<id>_<secret>` with one scope each, made by
+//!   `wafer keys create`; only a SHA-256 of the secret is stored, and it is
+//!   compared in constant time.
 
+use dashmap::DashMap;
 use rand::RngCore;
+use sha2::{Digest, Sha256};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use subtle::ConstantTimeEq;
 
 /// Name of the token file in the data dir.
 pub const ADMIN_TOKEN_FILE: &str = "admin-token";
 
 /// What a route needs.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Scope {
     /// Deploy, roll back, delete functions.
     Deploy,
@@ -22,8 +28,31 @@ pub enum Scope {
     Invoke,
     /// List functions, read logs and usage.
     Read,
-    /// Everything, for every tenant.
+    /// Everything within the tenant (the operator's token: every tenant).
     Admin,
+}
+
+impl Scope {
+    /// Parses `deploy`, `invoke`, `read` or `admin`.
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "deploy" => Some(Self::Deploy),
+            "invoke" => Some(Self::Invoke),
+            "read" => Some(Self::Read),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
+    /// The scope's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Deploy => "deploy",
+            Self::Invoke => "invoke",
+            Self::Read => "read",
+            Self::Admin => "admin",
+        }
+    }
 }
 
 /// An authenticated caller.
@@ -31,26 +60,47 @@ pub enum Scope {
 pub struct Principal {
     /// The tenant whose resources the caller may touch.
     pub tenant: String,
-    /// What the caller may do.
-    pub scopes: Vec<Scope>,
+    /// What the caller may do within the tenant.
+    pub scope: Scope,
+    /// The node operator: every tenant, every scope.
+    pub operator: bool,
 }
 
 impl Principal {
     /// The node operator.
     pub fn admin() -> Self {
         Self {
-            tenant: "default".into(),
-            scopes: vec![Scope::Admin],
+            tenant: crate::billing::DEFAULT_TENANT.into(),
+            scope: Scope::Admin,
+            operator: true,
         }
     }
 
     /// Whether the caller holds `scope` (admin holds all).
     pub fn allows(&self, scope: Scope) -> bool {
-        self.scopes
-            .iter()
-            .any(|s| *s == scope || *s == Scope::Admin)
+        self.scope == scope || self.scope == Scope::Admin
+    }
+
+    /// Whether the caller may touch `tenant`'s resources.
+    pub fn can_access(&self, tenant: &str) -> bool {
+        self.operator || self.tenant == tenant
     }
 }
+
+/// A live API key, as kept in memory for checks.
+#[derive(Clone, Debug)]
+pub struct KeyEntry {
+    /// Owner.
+    pub tenant: String,
+    /// Scope.
+    pub scope: Scope,
+    /// SHA-256 of the secret, hex.
+    pub secret_hash: String,
+}
+
+/// Live API keys by id, shared by the authenticator and billing (which
+/// creates and revokes them).
+pub type Keys = Arc<DashMap<String, KeyEntry>>;
 
 /// Errors setting up credentials.
 #[derive(Debug, thiserror::Error)]
@@ -69,6 +119,7 @@ pub enum AuthError {
 #[derive(Clone)]
 pub struct Authenticator {
     admin_token: String,
+    keys: Keys,
 }
 
 impl Authenticator {
@@ -82,23 +133,13 @@ impl Authenticator {
             source,
         };
         match std::fs::read_to_string(&path) {
-            Ok(token) => Ok((
-                Self {
-                    admin_token: token.trim().to_owned(),
-                },
-                None,
-            )),
+            Ok(token) => Ok((Self::with_admin_token(token.trim()), None)),
             Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
                 let token = new_token();
                 let mut file = open_private(&path).map_err(io)?;
                 file.write_all(token.as_bytes()).map_err(io)?;
                 file.sync_all().map_err(io)?;
-                Ok((
-                    Self {
-                        admin_token: token.clone(),
-                    },
-                    Some(token),
-                ))
+                Ok((Self::with_admin_token(token.clone()), Some(token)))
             }
             Err(error) => Err(io(error)),
         }
@@ -108,18 +149,32 @@ impl Authenticator {
     pub fn with_admin_token(token: impl Into<String>) -> Self {
         Self {
             admin_token: token.into(),
+            keys: Keys::default(),
         }
+    }
+
+    /// The live key table (billing adds and removes keys in it).
+    pub fn keys(&self) -> Keys {
+        self.keys.clone()
     }
 
     /// The principal for an `Authorization` header value, if it is valid.
     pub fn authenticate(&self, authorization: Option<&str>) -> Option<Principal> {
         let token = authorization?.strip_prefix("Bearer ")?.trim();
-        // Constant time: the comparison must not tell how much of a guess was right.
-        if bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes())) {
-            Some(Principal::admin())
-        } else {
-            None
+        if let Some(rest) = token.strip_prefix("wk_") {
+            let (id, secret) = rest.split_once('_')?;
+            let entry = self.keys.get(id)?;
+            let hash = hex::encode(Sha256::digest(secret.as_bytes()));
+            // Constant time: the comparison must not tell how much of a guess was right.
+            return bool::from(hash.as_bytes().ct_eq(entry.secret_hash.as_bytes())).then(|| {
+                Principal {
+                    tenant: entry.tenant.clone(),
+                    scope: entry.scope,
+                    operator: false,
+                }
+            });
         }
+        bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes())).then(Principal::admin)
     }
 }
 

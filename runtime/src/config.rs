@@ -43,6 +43,10 @@ pub struct NodeConfig {
     pub limits: LimitsConfig,
     /// Node-wide capacity.
     pub node: NodeLimits,
+    /// Prices, in micro-units of the currency.
+    pub pricing: crate::billing::pricing::PriceTable,
+    /// Default quotas of every tenant (each may override them).
+    pub quotas: crate::billing::quotas::TenantQuotas,
 }
 
 impl NodeConfig {
@@ -86,6 +90,7 @@ impl NodeConfig {
         if self.node.max_instances == 0 {
             return Err("node.max_instances must be at least 1".into());
         }
+        self.quotas.validate().map_err(|e| format!("quotas: {e}"))?;
         if l.max_concurrency > self.node.max_instances {
             return Err(format!(
                 "limits.max_concurrency ({}) is above node.max_instances ({})",

@@ -81,12 +81,16 @@ impl WasiHttpView for InvocationState {
     }
 }
 
-/// Caps linear memory and tables, and remembers whether a growth was refused
+/// Caps linear memory (all of an instance's memories together) and tables,
+/// records the peak for billing, and remembers whether a growth was refused
 /// so that a guest that then aborts is reported as out of memory, not as a
 /// generic trap.
 #[derive(Debug)]
 pub struct InvocationLimiter {
     memory_limit: usize,
+    committed: usize,
+    /// The most linear memory held at once, bytes.
+    pub peak_memory: usize,
     /// Set when a memory growth past the limit was refused.
     pub memory_refused: bool,
 }
@@ -99,6 +103,8 @@ impl InvocationLimiter {
     pub fn new(memory_limit: usize) -> Self {
         Self {
             memory_limit,
+            committed: 0,
+            peak_memory: 0,
             memory_refused: false,
         }
     }
@@ -107,14 +113,20 @@ impl InvocationLimiter {
 impl ResourceLimiter for InvocationLimiter {
     fn memory_growing(
         &mut self,
-        _current: usize,
+        current: usize,
         desired: usize,
         _maximum: Option<usize>,
     ) -> wasmtime::Result<bool> {
-        if desired > self.memory_limit {
+        let total = self
+            .committed
+            .saturating_sub(current)
+            .saturating_add(desired);
+        if total > self.memory_limit {
             self.memory_refused = true;
             return Ok(false);
         }
+        self.committed = total;
+        self.peak_memory = self.peak_memory.max(total);
         Ok(true)
     }
 

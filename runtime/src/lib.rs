@@ -12,6 +12,7 @@
 
 pub mod artifacts;
 pub mod auth;
+pub mod billing;
 pub mod capabilities;
 pub mod config;
 pub mod engine;

@@ -96,6 +96,10 @@ pub struct FunctionSpec {
     /// no outbound HTTP, so a guest cannot reach the node's network.
     #[serde(default)]
     pub allowed_outbound_hosts: Vec<String>,
+    /// `false`: callers need an invoke key of the function's tenant. Public
+    /// functions (the default) take anonymous calls, billed to the owner.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub public: Option<bool>,
 }
 
 /// Per-function limits as written in a manifest.
@@ -132,6 +136,11 @@ pub struct EffectiveLimits {
 }
 
 impl FunctionSpec {
+    /// Whether anonymous calls are allowed.
+    pub fn is_public(&self) -> bool {
+        self.public.unwrap_or(true)
+    }
+
     /// Checks everything that does not depend on the node: routes, config.
     pub fn check_shape(&self) -> Result<(), String> {
         if self.routes.len() > MAX_ROUTES {

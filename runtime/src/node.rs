@@ -2,6 +2,7 @@
 
 use crate::artifacts::{ArtifactError, ArtifactStore};
 use crate::auth::{AuthError, Authenticator};
+use crate::billing::{Billing, BillingError};
 use crate::config::NodeConfig;
 use crate::engine::WaferEngine;
 use crate::logs::LogStore;
@@ -41,6 +42,9 @@ pub enum NodeError {
     /// Loading the registry.
     #[error(transparent)]
     Registry(#[from] DeployError),
+    /// Billing.
+    #[error(transparent)]
+    Billing(#[from] BillingError),
 }
 
 /// The shared state of a running node.
@@ -63,6 +67,8 @@ pub struct Node {
     pub instances: Arc<Semaphore>,
     /// Artifacts and compiled-cache counters.
     pub artifacts: Arc<ArtifactStore>,
+    /// Tenants, keys, prices, quotas and the ledger.
+    pub billing: Billing,
 }
 
 impl Node {
@@ -79,7 +85,14 @@ impl Node {
         })?;
         let engine = WaferEngine::new(&config).map_err(|e| NodeError::Engine(format!("{e:#}")))?;
         let (auth, new_token) = Authenticator::load_or_create(data_dir)?;
-        let store = Arc::new(SqliteStore::open(&data_dir.join("registry.db"))?);
+        let db = data_dir.join("registry.db");
+        let store = Arc::new(SqliteStore::open(&db)?);
+        let billing = Billing::open(
+            &db,
+            config.pricing.clone(),
+            config.quotas.clone(),
+            auth.keys(),
+        )?;
         let artifacts = Arc::new(ArtifactStore::open(data_dir, engine.fingerprint())?);
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::open(
@@ -101,6 +114,7 @@ impl Node {
             metrics,
             auth,
             artifacts,
+            billing,
         };
         Ok((Arc::new(node), new_token))
     }

@@ -61,7 +61,7 @@ pub enum DeployError {
     )]
     NotHttpHandler(String),
     /// Another function already serves one of the routes.
-    #[error("route `{route}` is already served by function `{function}`")]
+    #[error("route `{route}` is already served by {function}")]
     RouteConflict {
         /// The route.
         route: String,
@@ -267,6 +267,15 @@ impl Registry {
         }
         check_component_header(&bytes)?;
         let digest = artifacts::digest(&bytes);
+        // Deploying exactly what is active already is a no-op, so scripts
+        // (and `wafer serve --deploy`) can deploy on every run.
+        if let Some(active) = self.get(name)
+            && active.record.digest == digest
+            && active.spec == spec
+            && active.tenant == tenant
+        {
+            return Ok(active);
+        }
         let size = bytes.len() as u64;
         let component = self.compile(digest.clone(), bytes).await?;
         let spec_json =
@@ -441,11 +450,20 @@ impl Registry {
     fn check_routes(&self, new: &Deployment) -> Result<(), DeployError> {
         for (i, route) in new.routes.iter().enumerate() {
             if new.routes[..i].contains(route) {
-                return Err(conflict((route.clone(), new.name.clone())));
+                return Err(conflict((
+                    route.clone(),
+                    format!("`{}` (listed twice)", new.name),
+                )));
             }
             for other in self.active.iter() {
                 if other.key() != &new.name && other.routes.contains(route) {
-                    return Err(conflict((route.clone(), other.name.clone())));
+                    // Another tenant's function name is not revealed.
+                    let holder = if other.tenant == new.tenant {
+                        format!("function `{}`", other.name)
+                    } else {
+                        "a function of another tenant".to_owned()
+                    };
+                    return Err(conflict((route.clone(), holder)));
                 }
             }
         }

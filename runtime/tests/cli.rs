@@ -76,11 +76,17 @@ fn cli_manages_functions_on_a_running_node() {
         &["deploy", component, "--name", "t", "--route", "/t"],
     ));
     assert!(out.contains("deployed t v1"), "{out}");
-    ok(wafer(
+    // The same bytes and routes again are no new version; new routes are.
+    let out = ok(wafer(
         &server,
         data.path(),
         &["deploy", component, "--name", "t", "--route", "/t"],
     ));
+    assert!(out.contains("deployed t v1"), "{out}");
+    let routes = [
+        "deploy", component, "--name", "t", "--route", "/t", "--route", "/t2",
+    ];
+    ok(wafer(&server, data.path(), &routes));
     let out = ok(wafer(&server, data.path(), &["list"]));
     assert!(out.contains("t") && out.contains("/t"), "{out}");
 

@@ -334,3 +334,27 @@ async fn healthz_and_metrics() {
         );
     }
 }
+
+#[tokio::test]
+async fn logs_follow_streams_new_lines() {
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+    let node = TestNode::start().await;
+    node.deploy_guests("t", |_| {}).await;
+    let request = Request::get("/v1/functions/t/logs?follow=true&tail=0")
+        .header("authorization", format!("Bearer {}", node.token))
+        .body(Body::empty())
+        .unwrap();
+    let response = node.router.clone().oneshot(request).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let mut body = response.into_body();
+    let id = node.get("/t/log").await.invocation_id().unwrap();
+    let frame = tokio::time::timeout(std::time::Duration::from_secs(10), body.frame())
+        .await
+        .expect("a followed log line arrives")
+        .unwrap()
+        .unwrap();
+    let line: serde_json::Value = serde_json::from_slice(frame.data_ref().unwrap()).unwrap();
+    assert_eq!(line["invocation_id"], id.as_str());
+    assert_eq!(line["line"], "stdout line 0");
+}

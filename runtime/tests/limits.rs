@@ -7,6 +7,7 @@ mod common;
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
 use common::TestNode;
+use futures::StreamExt;
 use std::time::Duration;
 use wafer_runtime::units::{ByteSize, HumanDuration};
 
@@ -270,4 +271,38 @@ async fn deploy_size_limit() {
         response.text()
     );
     assert_eq!(response.code(), "component_too_large");
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_body_times_out() {
+    let node = TestNode::start().await;
+    node.deploy_guests("t", |spec| {
+        spec.limits.timeout = Some(HumanDuration(Duration::from_millis(300)))
+    })
+    .await;
+    let first = futures::stream::iter([Ok::<_, std::io::Error>(vec![1u8; 10])]);
+    let body = Body::from_stream(first.chain(futures::stream::pending()));
+    let response = node
+        .send(Request::post("/t/read-body").body(body).unwrap())
+        .await;
+    assert_eq!(
+        response.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        response.text()
+    );
+    // A slow but finite body within the limit is fine.
+    let chunks = futures::stream::iter(0..3).then(|_| async {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        Ok::<_, std::io::Error>(vec![1u8; 10])
+    });
+    let response = node
+        .send(
+            Request::post("/t/read-body")
+                .body(Body::from_stream(chunks))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(response.text(), "30");
+    still_serving(&node, "t").await;
 }

@@ -9,6 +9,8 @@
 //! POST   /v1/functions/{name}/rollback       {"version": N}
 //! GET    /v1/functions/{name}/logs           NDJSON; ?tail=N&follow=true
 //! ```
+//!
+//! Tenants, keys, usage and prices live in [`super::billing`].
 
 use super::error::ApiError;
 use crate::auth::{Principal, Scope};
@@ -72,11 +74,33 @@ impl FromRequestParts<Arc<Node>> for Caller {
 }
 
 impl Caller {
-    fn require(&self, scope: Scope, what: &str) -> Result<(), ApiError> {
+    /// Refuses callers without `scope`.
+    pub fn require(&self, scope: Scope, what: &str) -> Result<(), ApiError> {
         if self.0.allows(scope) {
             Ok(())
         } else {
             Err(ApiError::forbidden(what))
+        }
+    }
+
+    /// Refuses callers that are not the node operator.
+    pub fn require_operator(&self, what: &str) -> Result<(), ApiError> {
+        if self.0.operator {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(what))
+        }
+    }
+
+    /// The tenant a request acts on: the caller's own, or for the operator
+    /// the one asked for. Another tenant's name answers 404.
+    pub fn tenant(&self, node: &Node, asked: Option<&str>) -> Result<String, ApiError> {
+        match asked {
+            None => Ok(self.0.tenant.clone()),
+            Some(tenant) if self.0.can_access(tenant) && node.billing.has_tenant(tenant) => {
+                Ok(tenant.to_owned())
+            }
+            Some(tenant) => Err(ApiError::not_found(format!("no tenant named `{tenant}`"))),
         }
     }
 
@@ -85,7 +109,7 @@ impl Caller {
     fn function(&self, node: &Node, name: &str) -> Result<Arc<Deployment>, ApiError> {
         node.registry
             .get(name)
-            .filter(|d| self.0.allows(Scope::Admin) || d.tenant == self.0.tenant)
+            .filter(|d| self.0.can_access(&d.tenant))
             .ok_or_else(|| no_function(name))
     }
 }
@@ -150,18 +174,24 @@ async fn show(
     Ok(Json(caller.function(&node, &name)?.info()))
 }
 
+#[derive(Deserialize)]
+struct DeployQuery {
+    tenant: Option<String>,
+}
+
 async fn deploy(
     State(node): State<Arc<Node>>,
     caller: Caller,
     Path(name): Path<String>,
+    Query(query): Query<DeployQuery>,
     mut multipart: Multipart,
 ) -> Result<Response, ApiError> {
     caller.require(Scope::Deploy, "deploy functions")?;
+    let tenant = caller.tenant(&node, query.tenant.as_deref())?;
     // Another tenant's function of the same name is a conflict the caller
-    // must not learn about: refuse as if the name were invalid for them.
+    // must not learn more about.
     if let Some(existing) = node.registry.get(&name)
-        && !caller.0.allows(Scope::Admin)
-        && existing.tenant != caller.0.tenant
+        && existing.tenant != tenant
     {
         return Err(ApiError::new(
             StatusCode::CONFLICT,
@@ -203,7 +233,7 @@ async fn deploy(
         component.ok_or_else(|| ApiError::bad_request("missing multipart field `component`"))?;
     let deployment = node
         .registry
-        .deploy(&caller.0.tenant, &name, spec.unwrap_or_default(), component)
+        .deploy(&tenant, &name, spec.unwrap_or_default(), component)
         .await?;
     Ok((StatusCode::CREATED, Json(deployment.info())).into_response())
 }

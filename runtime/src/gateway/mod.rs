@@ -2,6 +2,7 @@
 //! and every other path routed to a function.
 
 pub mod admin;
+pub mod billing;
 pub mod error;
 
 use crate::invoker;
@@ -18,7 +19,7 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .nest("/v1", admin::router(&node))
+        .nest("/v1", admin::router(&node).merge(billing::router()))
         .fallback(function)
         .with_state(node)
 }
