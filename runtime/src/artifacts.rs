@@ -74,12 +74,7 @@ impl ArtifactStore {
 
     /// Compiles `bytes`, stores the component and its machine code, and
     /// returns the loaded component. Storing the same bytes twice is free.
-    pub fn compile_and_store(
-        &self,
-        engine: &Engine,
-        digest: &str,
-        bytes: &[u8],
-    ) -> Result<Component, ArtifactError> {
+    pub fn compile_and_store(&self, engine: &Engine, digest: &str, bytes: &[u8]) -> Result<Component, ArtifactError> {
         let path = self.compiled_path(digest);
         if path.exists()
             && let Ok(component) = self.load_compiled(engine, &path)
@@ -118,11 +113,7 @@ impl ArtifactStore {
 
     #[allow(unsafe_code)]
     fn load_compiled(&self, engine: &Engine, path: &Path) -> Result<Component, ArtifactError> {
-        if Engine::detect_precompiled_file(path)
-            .ok()
-            .flatten()
-            .is_none()
-        {
+        if Engine::detect_precompiled_file(path).ok().flatten().is_none() {
             return Err(ArtifactError::Compile(format!(
                 "{} is not precompiled code",
                 path.display()
@@ -131,8 +122,7 @@ impl ArtifactStore {
         // SAFETY: only this node writes into its compiled directory, always the
         // output of `Engine::precompile_component` written atomically; wasmtime
         // checks that the code was made for this engine's settings.
-        unsafe { Component::deserialize_file(engine, path) }
-            .map_err(|e| ArtifactError::Compile(format!("{e:#}")))
+        unsafe { Component::deserialize_file(engine, path) }.map_err(|e| ArtifactError::Compile(format!("{e:#}")))
     }
 }
 

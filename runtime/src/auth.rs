@@ -166,12 +166,10 @@ impl Authenticator {
             let entry = self.keys.get(id)?;
             let hash = hex::encode(Sha256::digest(secret.as_bytes()));
             // Constant time: the comparison must not tell how much of a guess was right.
-            return bool::from(hash.as_bytes().ct_eq(entry.secret_hash.as_bytes())).then(|| {
-                Principal {
-                    tenant: entry.tenant.clone(),
-                    scope: entry.scope,
-                    operator: false,
-                }
+            return bool::from(hash.as_bytes().ct_eq(entry.secret_hash.as_bytes())).then(|| Principal {
+                tenant: entry.tenant.clone(),
+                scope: entry.scope,
+                operator: false,
             });
         }
         bool::from(token.as_bytes().ct_eq(self.admin_token.as_bytes())).then(Principal::admin)
@@ -198,23 +196,17 @@ fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
 
 #[cfg(not(unix))]
 fn open_private(path: &Path) -> std::io::Result<std::fs::File> {
-    std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .open(path)
+    std::fs::OpenOptions::new().write(true).create_new(true).open(path)
 }
 
 /// Reads the admin token the CLI should use: `WAFER_TOKEN` wins, else the
 /// token file in `data_dir`.
 pub fn read_admin_token(data_dir: &Path) -> Option<String> {
-    std::env::var("WAFER_TOKEN")
-        .ok()
-        .filter(|t| !t.is_empty())
-        .or_else(|| {
-            std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE))
-                .ok()
-                .map(|t| t.trim().to_owned())
-        })
+    std::env::var("WAFER_TOKEN").ok().filter(|t| !t.is_empty()).or_else(|| {
+        std::fs::read_to_string(data_dir.join(ADMIN_TOKEN_FILE))
+            .ok()
+            .map(|t| t.trim().to_owned())
+    })
 }
 
 #[cfg(test)]
@@ -236,8 +228,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            let mode = std::fs::metadata(dir.path().join(ADMIN_TOKEN_FILE))
-                .map(|m| m.permissions().mode() & 0o777);
+            let mode = std::fs::metadata(dir.path().join(ADMIN_TOKEN_FILE)).map(|m| m.permissions().mode() & 0o777);
             assert_eq!(mode.ok(), Some(0o600));
         }
         assert_eq!(
@@ -245,11 +236,7 @@ mod tests {
             Some(Principal::admin())
         );
         assert_eq!(auth.authenticate(Some("Bearer wrong")), None);
-        assert_eq!(
-            auth.authenticate(Some(&token)),
-            None,
-            "the Bearer scheme is required"
-        );
+        assert_eq!(auth.authenticate(Some(&token)), None, "the Bearer scheme is required");
         assert_eq!(auth.authenticate(None), None);
         Ok(())
     }

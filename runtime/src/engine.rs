@@ -108,15 +108,13 @@ fn fingerprint(engine: &Engine) -> String {
 /// when every tokio worker is busy inside a guest). Stops with the engine.
 fn spawn_epoch_ticker(engine: &Engine) {
     let weak = engine.weak();
-    let spawned = std::thread::Builder::new()
-        .name("wafer-epoch".into())
-        .spawn(move || {
-            while let Some(engine) = weak.upgrade() {
-                engine.increment_epoch();
-                drop(engine);
-                std::thread::sleep(EPOCH_TICK);
-            }
-        });
+    let spawned = std::thread::Builder::new().name("wafer-epoch".into()).spawn(move || {
+        while let Some(engine) = weak.upgrade() {
+            engine.increment_epoch();
+            drop(engine);
+            std::thread::sleep(EPOCH_TICK);
+        }
+    });
     if let Err(error) = spawned {
         // Without the ticker, deadlines still hold through the outer timeout,
         // but a computing guest would not be interrupted: say so loudly.

@@ -155,11 +155,7 @@ impl OutputStream for Pipe {
 }
 
 impl AsyncWrite for Pipe {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, _cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         self.output.append(self.stream, buf);
         Poll::Ready(Ok(buf.len()))
     }

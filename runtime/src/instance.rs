@@ -111,16 +111,8 @@ impl InvocationLimiter {
 }
 
 impl ResourceLimiter for InvocationLimiter {
-    fn memory_growing(
-        &mut self,
-        current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
-        let total = self
-            .committed
-            .saturating_sub(current)
-            .saturating_add(desired);
+    fn memory_growing(&mut self, current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
+        let total = self.committed.saturating_sub(current).saturating_add(desired);
         if total > self.memory_limit {
             self.memory_refused = true;
             return Ok(false);
@@ -130,12 +122,7 @@ impl ResourceLimiter for InvocationLimiter {
         Ok(true)
     }
 
-    fn table_growing(
-        &mut self,
-        _current: usize,
-        desired: usize,
-        _maximum: Option<usize>,
-    ) -> wasmtime::Result<bool> {
+    fn table_growing(&mut self, _current: usize, desired: usize, _maximum: Option<usize>) -> wasmtime::Result<bool> {
         Ok(desired <= MAX_TABLE_ELEMENTS)
     }
 }

@@ -114,11 +114,8 @@ pub async fn invoke(node: Arc<Node>, request: Request<Body>) -> Response<Body> {
             error.with_invocation(&invocation_id).into_response()
         }
     };
-    node.metrics.observe_request(
-        &deployment.name,
-        response.status().as_u16(),
-        started.elapsed(),
-    );
+    node.metrics
+        .observe_request(&deployment.name, response.status().as_u16(), started.elapsed());
     response
 }
 
@@ -153,45 +150,50 @@ fn admit(
             return Err(route_not_found(request.uri().path()));
         }
         if !principal.allows(Scope::Invoke) {
-            return Err(ApiError::forbidden(
-                "invoke functions (it needs the `invoke` scope)",
-            ));
+            return Err(ApiError::forbidden("invoke functions (it needs the `invoke` scope)"));
         }
         // The key is the platform's, not the function's: do not pass it on.
-        request
-            .headers_mut()
-            .remove(axum::http::header::AUTHORIZATION);
+        request.headers_mut().remove(axum::http::header::AUTHORIZATION);
     }
-    let permit = node.billing.admit(&deployment.tenant).map_err(|refusal| match refusal {
-        QuotaRefusal::Rate { retry_after } => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!("tenant `{}` is over its request rate (quotas.requests_per_second)", deployment.tenant),
-        )
-        .retry_after(retry_after),
-        QuotaRefusal::Concurrency(limit) => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "tenant_concurrency_limit",
-            format!("tenant `{}` already runs {limit} invocations (quotas.max_concurrency)", deployment.tenant),
-        )
-        .retry_after(1),
-        QuotaRefusal::Budget(budget) => ApiError::new(
-            StatusCode::PAYMENT_REQUIRED,
-            "budget_exhausted",
-            format!(
-                "tenant `{}` has spent its monthly budget of {budget} micro-units (quotas.monthly_budget_micros)",
-                deployment.tenant
+    let permit = node
+        .billing
+        .admit(&deployment.tenant)
+        .map_err(|refusal| match refusal {
+            QuotaRefusal::Rate { retry_after } => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                format!(
+                    "tenant `{}` is over its request rate (quotas.requests_per_second)",
+                    deployment.tenant
+                ),
+            )
+            .retry_after(retry_after),
+            QuotaRefusal::Concurrency(limit) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "tenant_concurrency_limit",
+                format!(
+                    "tenant `{}` already runs {limit} invocations (quotas.max_concurrency)",
+                    deployment.tenant
+                ),
+            )
+            .retry_after(1),
+            QuotaRefusal::Budget(budget) => ApiError::new(
+                StatusCode::PAYMENT_REQUIRED,
+                "budget_exhausted",
+                format!(
+                    "tenant `{}` has spent its monthly budget of {budget} micro-units (quotas.monthly_budget_micros)",
+                    deployment.tenant
+                ),
             ),
-        ),
-        QuotaRefusal::Tokens(limit) => ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "token_quota_exceeded",
-            format!(
-                "tenant `{}` has used its {limit} model tokens this month (quotas.monthly_tokens)",
-                deployment.tenant
+            QuotaRefusal::Tokens(limit) => ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "token_quota_exceeded",
+                format!(
+                    "tenant `{}` has used its {limit} model tokens this month (quotas.monthly_tokens)",
+                    deployment.tenant
+                ),
             ),
-        ),
-    })?;
+        })?;
     Ok((request, permit))
 }
 
@@ -212,23 +214,19 @@ async fn run(
         node.metrics.error(error.code);
         error.with_invocation(invocation_id)
     };
-    let function_permit = deployment
-        .concurrency
-        .clone()
-        .try_acquire_owned()
-        .map_err(|_| {
-            with_id(
-                ApiError::new(
-                    StatusCode::TOO_MANY_REQUESTS,
-                    "concurrency_limit",
-                    format!(
-                        "function `{}` is already running {} invocations (limits.max_concurrency)",
-                        deployment.name, limits.max_concurrency
-                    ),
-                )
-                .retry_after(1),
+    let function_permit = deployment.concurrency.clone().try_acquire_owned().map_err(|_| {
+        with_id(
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "concurrency_limit",
+                format!(
+                    "function `{}` is already running {} invocations (limits.max_concurrency)",
+                    deployment.name, limits.max_concurrency
+                ),
             )
-        })?;
+            .retry_after(1),
+        )
+    })?;
     let node_permit = node.instances.clone().try_acquire_owned().map_err(|_| {
         with_id(
             ApiError::new(
@@ -325,10 +323,7 @@ async fn run(
                 "function_error",
                 format!("the function answered with an error: {code:?}"),
             )),
-            Ok(response)
-                if content_length(response.headers())
-                    .is_some_and(|len| len > limits.max_response_body.0) =>
-            {
+            Ok(response) if content_length(response.headers()).is_some_and(|len| len > limits.max_response_body.0) => {
                 Some(ApiError::new(
                     StatusCode::BAD_GATEWAY,
                     "response_too_large",
@@ -346,8 +341,7 @@ async fn run(
         (_, error) => {
             drop(cancel);
             let completion = done_rx.await.ok();
-            let error =
-                error.unwrap_or_else(|| ApiError::internal("the function answered with an error"));
+            let error = error.unwrap_or_else(|| ApiError::internal("the function answered with an error"));
             return Ok(finish_error(error, completion));
         }
     };
@@ -376,10 +370,7 @@ async fn run(
             }
         };
         drop(cancel);
-        set_usage_headers(
-            &mut parts.headers,
-            completion.as_ref().and_then(|c| c.billed.as_ref()),
-        );
+        set_usage_headers(&mut parts.headers, completion.as_ref().and_then(|c| c.billed.as_ref()));
         return Ok(Response::from_parts(parts, Body::from(bytes)));
     }
     let body = LimitedResponseBody {
@@ -407,19 +398,14 @@ fn set_usage_headers(headers: &mut axum::http::HeaderMap, billed: Option<&Billed
     headers.insert(BILLED_HEADER, HeaderValue::from(billed.amount_micros));
     headers.insert(TOKENS_IN_HEADER, HeaderValue::from(billed.tokens_in));
     headers.insert(TOKENS_OUT_HEADER, HeaderValue::from(billed.tokens_out));
-    headers.insert(
-        PRICE_VERSION_HEADER,
-        HeaderValue::from(billed.price_version),
-    );
+    headers.insert(PRICE_VERSION_HEADER, HeaderValue::from(billed.price_version));
 }
 
 fn body_too_large(max: u64) -> ApiError {
     ApiError::new(
         StatusCode::PAYLOAD_TOO_LARGE,
         "request_too_large",
-        format!(
-            "the request body is larger than this function's limits.max_request_body ({max} bytes)"
-        ),
+        format!("the request body is larger than this function's limits.max_request_body ({max} bytes)"),
     )
 }
 
@@ -439,18 +425,13 @@ fn prepare_request_headers(request: &mut Request<Body>, route_prefix: &str) {
     if let Ok(value) = HeaderValue::from_str(route_prefix) {
         headers.insert(ROUTE_HEADER, value);
     }
-    if let Ok(value) = HeaderValue::from_str(if path_info.is_empty() {
-        "/"
-    } else {
-        &path_info
-    }) {
+    if let Ok(value) = HeaderValue::from_str(if path_info.is_empty() { "/" } else { &path_info }) {
         headers.insert(PATH_INFO_HEADER, value);
     }
     if !headers.contains_key(axum::http::header::HOST) && request.uri().authority().is_none() {
-        request.headers_mut().insert(
-            axum::http::header::HOST,
-            HeaderValue::from_static("localhost"),
-        );
+        request
+            .headers_mut()
+            .insert(axum::http::header::HOST, HeaderValue::from_static("localhost"));
     }
 }
 
@@ -486,11 +467,7 @@ fn failure_to_error(failure: &Failure, deployment: &Deployment) -> ApiError {
             "no instance slot is free; retry shortly",
         )
         .retry_after(1),
-        Failure::Cancelled => ApiError::new(
-            StatusCode::BAD_REQUEST,
-            "cancelled",
-            "the request was cancelled",
-        ),
+        Failure::Cancelled => ApiError::new(StatusCode::BAD_REQUEST, "cancelled", "the request was cancelled"),
     }
 }
 
@@ -501,11 +478,7 @@ struct GuestRun {
     invocation_id: String,
     output: GuestOutput,
     /// Held until the guest is gone, not just until it answered.
-    permits: (
-        OwnedSemaphorePermit,
-        OwnedSemaphorePermit,
-        Option<OwnedSemaphorePermit>,
-    ),
+    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
 }
 
 type HeadSender = oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>;
@@ -550,10 +523,7 @@ impl GuestRun {
                 metrics
                     .instantiation
                     .observe(instantiate_started.elapsed().as_secs_f64());
-                let request = store
-                    .data_mut()
-                    .http()
-                    .new_incoming_request(Scheme::Http, request)?;
+                let request = store.data_mut().http().new_incoming_request(Scheme::Http, request)?;
                 let out = store.data_mut().http().new_response_outparam(head)?;
                 proxy
                     .wasi_http_incoming_handler()
@@ -575,9 +545,7 @@ impl GuestRun {
         let outcome = match result {
             Ok(()) => Ok(()),
             Err(None) => Err(Failure::Timeout),
-            Err(Some(error)) if error.downcast_ref::<Cancelled>().is_some() => {
-                Err(Failure::Cancelled)
-            }
+            Err(Some(error)) if error.downcast_ref::<Cancelled>().is_some() => Err(Failure::Cancelled),
             Err(Some(error)) => Err(self.classify(&store, error)),
         };
         let usage = InvocationUsage {
@@ -593,12 +561,7 @@ impl GuestRun {
         let billed = match self
             .node
             .billing
-            .record(
-                &self.deployment.tenant,
-                Some(function),
-                &self.invocation_id,
-                &usage,
-            )
+            .record(&self.deployment.tenant, Some(function), &self.invocation_id, &usage)
             .await
         {
             Ok(billed) => Some(billed),
@@ -621,10 +584,7 @@ impl GuestRun {
                 "timed out after {}",
                 humantime::format_duration(self.deployment.limits.timeout)
             ),
-            Err(Failure::OutOfMemory) => format!(
-                "stopped: memory limit of {} reached",
-                self.deployment.limits.memory
-            ),
+            Err(Failure::OutOfMemory) => format!("stopped: memory limit of {} reached", self.deployment.limits.memory),
             Err(Failure::Cancelled) => "cancelled: the client went away".to_owned(),
         };
         logs.record_system(function, &self.invocation_id, message);
@@ -673,10 +633,7 @@ impl HttpBody for LimitedRequestBody {
     type Data = Bytes;
     type Error = HttpError;
 
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, HttpError>>> {
         if self.exceeded.load(Ordering::Relaxed) {
             return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(self.seen)))));
         }
@@ -686,9 +643,7 @@ impl HttpBody for LimitedRequestBody {
                     self.seen += data.len() as u64;
                     if self.seen > self.max {
                         self.exceeded.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(
-                            self.seen,
-                        )))));
+                        return Poll::Ready(Some(Err(HttpError::HttpRequestBodySize(Some(self.seen)))));
                     }
                 }
                 Poll::Ready(Some(Ok(frame)))
@@ -748,10 +703,7 @@ impl HttpBody for LimitedResponseBody {
             self.done = None;
             self.cancel = None;
             let mut trailers = axum::http::HeaderMap::new();
-            set_usage_headers(
-                &mut trailers,
-                completion.as_ref().and_then(|c| c.billed.as_ref()),
-            );
+            set_usage_headers(&mut trailers, completion.as_ref().and_then(|c| c.billed.as_ref()));
             return Poll::Ready((!trailers.is_empty()).then(|| Ok(Frame::trailers(trailers))));
         }
         if self.done.is_none() {
@@ -768,9 +720,7 @@ impl HttpBody for LimitedResponseBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(error))) => {
-                Poll::Ready(Some(Err(ResponseStreamError::Guest(format!("{error:?}")))))
-            }
+            Poll::Ready(Some(Err(error))) => Poll::Ready(Some(Err(ResponseStreamError::Guest(format!("{error:?}"))))),
             Poll::Ready(None) => {
                 // Mark the end and come back for the trailers.
                 self.inner = http_body_util::Empty::new()

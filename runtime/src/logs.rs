@@ -68,10 +68,7 @@ impl LogStore {
         }
         let time_ms = now_ms();
         let mut entries = Vec::new();
-        for (stream, bytes) in [
-            (Stream::Stdout, &output.stdout),
-            (Stream::Stderr, &output.stderr),
-        ] {
+        for (stream, bytes) in [(Stream::Stdout, &output.stdout), (Stream::Stderr, &output.stderr)] {
             let text = String::from_utf8_lossy(bytes);
             for line in text.lines() {
                 entries.push(LogEntry {
@@ -128,11 +125,7 @@ impl LogStore {
     }
 
     /// The last `tail` entries, then every new one as it arrives.
-    pub fn follow(
-        &self,
-        function: &str,
-        tail: usize,
-    ) -> (Vec<LogEntry>, broadcast::Receiver<LogEntry>) {
+    pub fn follow(&self, function: &str, tail: usize) -> (Vec<LogEntry>, broadcast::Receiver<LogEntry>) {
         let log = self.log(function);
         // Subscribe under the ring lock so no entry falls between the two.
         let ring = log.ring.lock().unwrap_or_else(PoisonError::into_inner);
@@ -194,12 +187,7 @@ mod tests {
         let streams: Vec<_> = entries.iter().map(|e| e.stream).collect();
         assert_eq!(
             streams,
-            [
-                Stream::Stdout,
-                Stream::Stdout,
-                Stream::Stderr,
-                Stream::System
-            ]
+            [Stream::Stdout, Stream::Stdout, Stream::Stderr, Stream::System]
         );
     }
 }

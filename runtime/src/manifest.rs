@@ -63,13 +63,10 @@ impl Manifest {
             path: path.to_owned(),
             message,
         })?;
-        manifest
-            .spec
-            .check_shape()
-            .map_err(|message| ConfigError::Invalid {
-                path: path.to_owned(),
-                message,
-            })?;
+        manifest.spec.check_shape().map_err(|message| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        })?;
         if let Some(dir) = path.parent() {
             manifest.component = dir.join(&manifest.component);
         }
@@ -150,9 +147,7 @@ impl FunctionSpec {
             Route::parse(route)?;
         }
         if self.config.len() > MAX_CONFIG_ENTRIES {
-            return Err(format!(
-                "config may have at most {MAX_CONFIG_ENTRIES} entries"
-            ));
+            return Err(format!("config may have at most {MAX_CONFIG_ENTRIES} entries"));
         }
         for (key, value) in &self.config {
             if key.is_empty() || key.contains(['=', '\0']) {
@@ -267,16 +262,9 @@ mod tests {
     fn unknown_manifest_key_names_key_and_file() {
         let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
         let path = dir.path().join("wafer.toml");
-        std::fs::write(&path, "name = \"x\"\ncomponent = \"x.wasm\"\nroutez = []\n")
-            .unwrap_or_else(|e| panic!("{e}"));
-        let err = Manifest::load(&path)
-            .err()
-            .map(|e| e.to_string())
-            .unwrap_or_default();
-        assert!(
-            err.contains("routez") && err.contains("wafer.toml"),
-            "{err}"
-        );
+        std::fs::write(&path, "name = \"x\"\ncomponent = \"x.wasm\"\nroutez = []\n").unwrap_or_else(|e| panic!("{e}"));
+        let err = Manifest::load(&path).err().map(|e| e.to_string()).unwrap_or_default();
+        assert!(err.contains("routez") && err.contains("wafer.toml"), "{err}");
     }
 
     #[test]

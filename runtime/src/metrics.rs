@@ -66,11 +66,7 @@ impl Metrics {
             // 100 µs to ~105 s.
             Histogram::new(exponential_buckets(0.0001, 2.0, 21))
         });
-        registry.register(
-            "request_duration_seconds",
-            "Time to the response head",
-            latency.clone(),
-        );
+        registry.register("request_duration_seconds", "Time to the response head", latency.clone());
         // 1 µs to ~16 ms: instantiation from the pool is microseconds.
         let instantiation = Histogram::new(exponential_buckets(0.000_001, 2.0, 15));
         registry.register(

@@ -74,10 +74,7 @@ pub struct Node {
 impl Node {
     /// Opens a node on `data_dir`. Returns the admin token too when it was
     /// made just now (first start), so the caller can print it once.
-    pub async fn open(
-        config: NodeConfig,
-        data_dir: &Path,
-    ) -> Result<(Arc<Self>, Option<String>), NodeError> {
+    pub async fn open(config: NodeConfig, data_dir: &Path) -> Result<(Arc<Self>, Option<String>), NodeError> {
         config.validate().map_err(NodeError::Config)?;
         create_private_dir(data_dir).map_err(|source| NodeError::DataDir {
             path: data_dir.to_owned(),
@@ -87,12 +84,7 @@ impl Node {
         let (auth, new_token) = Authenticator::load_or_create(data_dir)?;
         let db = data_dir.join("registry.db");
         let store = Arc::new(SqliteStore::open(&db)?);
-        let billing = Billing::open(
-            &db,
-            config.pricing.clone(),
-            config.quotas.clone(),
-            auth.keys(),
-        )?;
+        let billing = Billing::open(&db, config.pricing.clone(), config.quotas.clone(), auth.keys())?;
         let artifacts = Arc::new(ArtifactStore::open(data_dir, engine.fingerprint())?);
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::open(

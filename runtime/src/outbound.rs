@@ -17,11 +17,7 @@ pub struct OutboundRule {
 impl OutboundRule {
     /// Parses `scheme://host[:port]`.
     pub fn parse(text: &str) -> Result<Self, String> {
-        let bad = || {
-            format!(
-                "allowed_outbound_hosts entry `{text}` must look like `https://api.example.com[:port]`"
-            )
-        };
+        let bad = || format!("allowed_outbound_hosts entry `{text}` must look like `https://api.example.com[:port]`");
         let (scheme, rest) = text.split_once("://").ok_or_else(bad)?;
         if scheme != "http" && scheme != "https" {
             return Err(bad());
@@ -50,9 +46,7 @@ impl OutboundRule {
         };
         let Some(host) = uri.host() else { return false };
         let host = host.to_ascii_lowercase();
-        let port = uri
-            .port_u16()
-            .unwrap_or(if scheme == "https" { 443 } else { 80 });
+        let port = uri.port_u16().unwrap_or(if scheme == "https" { 443 } else { 80 });
         let default_port = if self.scheme == "https" { 443 } else { 80 };
         let host_ok = match self.host.strip_prefix("*.") {
             Some(domain) => host.ends_with(&format!(".{domain}")),
@@ -75,9 +69,7 @@ impl OutboundPolicy {
             .iter()
             .map(|e| OutboundRule::parse(e))
             .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self {
-            rules: rules.into(),
-        })
+        Ok(Self { rules: rules.into() })
     }
 
     /// Whether a request to `uri` may leave the node.
@@ -131,11 +123,8 @@ mod tests {
 
     #[test]
     fn rules_match_scheme_host_and_port() {
-        let policy = OutboundPolicy::new(&[
-            "https://api.example.com".into(),
-            "http://*.internal.dev:8080".into(),
-        ])
-        .unwrap_or_else(|e| panic!("{e}"));
+        let policy = OutboundPolicy::new(&["https://api.example.com".into(), "http://*.internal.dev:8080".into()])
+            .unwrap_or_else(|e| panic!("{e}"));
         assert!(policy.allows(&uri("https://api.example.com/x")));
         assert!(policy.allows(&uri("https://API.example.com:443/x")));
         assert!(!policy.allows(&uri("http://api.example.com/x")));

@@ -56,9 +56,7 @@ pub enum DeployError {
     #[error("the component imports interfaces this node does not provide: {}", .0.join(", "))]
     MissingImports(Vec<String>),
     /// The component does not export an HTTP handler.
-    #[error(
-        "the component does not export `wasi:http/incoming-handler@0.2.x`, so it cannot serve HTTP: {0}"
-    )]
+    #[error("the component does not export `wasi:http/incoming-handler@0.2.x`, so it cannot serve HTTP: {0}")]
     NotHttpHandler(String),
     /// Another function already serves one of the routes.
     #[error("route `{route}` is already served by {function}")]
@@ -256,9 +254,7 @@ impl Registry {
     ) -> Result<Arc<Deployment>, DeployError> {
         validate_name(name).map_err(DeployError::InvalidSpec)?;
         spec.check_shape().map_err(DeployError::InvalidSpec)?;
-        let limits = spec
-            .effective_limits(&self.limits)
-            .map_err(DeployError::InvalidSpec)?;
+        let limits = spec.effective_limits(&self.limits).map_err(DeployError::InvalidSpec)?;
         if bytes.len() as u64 > self.max_component_size.0 {
             return Err(DeployError::TooLarge {
                 size: bytes.len(),
@@ -278,8 +274,7 @@ impl Registry {
         }
         let size = bytes.len() as u64;
         let component = self.compile(digest.clone(), bytes).await?;
-        let spec_json =
-            serde_json::to_string(&spec).map_err(|e| DeployError::InvalidSpec(e.to_string()))?;
+        let spec_json = serde_json::to_string(&spec).map_err(|e| DeployError::InvalidSpec(e.to_string()))?;
         let record = VersionRecord {
             function: name.to_owned(),
             version: 0,
@@ -293,11 +288,7 @@ impl Registry {
         let _guard = self.write_lock.lock().await;
         self.check_routes(&deployment)?;
         let store = self.store.clone();
-        let (tenant, function, digest) = (
-            tenant.to_owned(),
-            name.to_owned(),
-            deployment.record.digest.clone(),
-        );
+        let (tenant, function, digest) = (tenant.to_owned(), name.to_owned(), deployment.record.digest.clone());
         deployment.record = self
             .blocking(move || store.add_version(&tenant, &function, &digest, size, &spec_json))
             .await?;
@@ -318,9 +309,7 @@ impl Registry {
         let record = versions
             .into_iter()
             .find(|v| v.version == version)
-            .ok_or_else(|| {
-                DeployError::NotFound(format!("function `{name}` has no version {version}"))
-            })?;
+            .ok_or_else(|| DeployError::NotFound(format!("function `{name}` has no version {version}")))?;
         let deployment = self
             .load_record(FunctionRecord {
                 name: name.to_owned(),
@@ -333,9 +322,7 @@ impl Registry {
         let function = name.to_owned();
         self.blocking(move || store.activate(&function, version))
             .await?
-            .ok_or_else(|| {
-                DeployError::NotFound(format!("function `{name}` has no version {version}"))
-            })?;
+            .ok_or_else(|| DeployError::NotFound(format!("function `{name}` has no version {version}")))?;
         let deployment = Arc::new(deployment);
         self.install(name, deployment.clone())?;
         tracing::info!(function = %name, version, "rolled back");
@@ -360,11 +347,9 @@ impl Registry {
         let artifacts = self.artifacts.clone();
         let engine = self.engine.engine().clone();
         let before = artifacts.stats.compiled.load(Ordering::Relaxed);
-        let component = tokio::task::spawn_blocking(move || {
-            artifacts.compile_and_store(&engine, &digest, &bytes)
-        })
-        .await
-        .map_err(|e| DeployError::Artifacts(format!("compile task failed: {e}")))??;
+        let component = tokio::task::spawn_blocking(move || artifacts.compile_and_store(&engine, &digest, &bytes))
+            .await
+            .map_err(|e| DeployError::Artifacts(format!("compile task failed: {e}")))??;
         if self.artifacts.stats.compiled.load(Ordering::Relaxed) > before {
             self.metrics.compilations.inc();
         }
@@ -412,24 +397,18 @@ impl Registry {
             .linker()
             .instantiate_pre(component)
             .map_err(|e| DeployError::InvalidComponent(format!("{e:#}")))?;
-        let pre = ProxyPre::new(instance_pre)
-            .map_err(|e| DeployError::NotHttpHandler(format!("{e:#}")))?;
+        let pre = ProxyPre::new(instance_pre).map_err(|e| DeployError::NotHttpHandler(format!("{e:#}")))?;
         let routes = spec
             .routes
             .iter()
             .map(|r| Route::parse(r))
             .collect::<Result<Vec<_>, _>>()
             .map_err(DeployError::InvalidSpec)?;
-        let env: Vec<(String, String)> = spec
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect();
+        let env: Vec<(String, String)> = spec.config.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         let config_vars = Arc::new(WasiConfigVariables::from_iter(
             env.iter().map(|(k, v)| (k.as_str(), v.as_str())),
         ));
-        let outbound =
-            OutboundPolicy::new(&spec.allowed_outbound_hosts).map_err(DeployError::InvalidSpec)?;
+        let outbound = OutboundPolicy::new(&spec.allowed_outbound_hosts).map_err(DeployError::InvalidSpec)?;
         Ok(Deployment {
             name: record.function.clone(),
             tenant: tenant.to_owned(),
@@ -450,10 +429,7 @@ impl Registry {
     fn check_routes(&self, new: &Deployment) -> Result<(), DeployError> {
         for (i, route) in new.routes.iter().enumerate() {
             if new.routes[..i].contains(route) {
-                return Err(conflict((
-                    route.clone(),
-                    format!("`{}` (listed twice)", new.name),
-                )));
+                return Err(conflict((route.clone(), format!("`{}` (listed twice)", new.name))));
             }
             for other in self.active.iter() {
                 if other.key() != &new.name && other.routes.contains(route) {
@@ -524,9 +500,7 @@ fn check_component_header(bytes: &[u8]) -> Result<(), DeployError> {
     match (&bytes[4..6], &bytes[6..8]) {
         (_, [0, 0]) => Err(DeployError::CoreModule),
         (_, [1, 0]) => Ok(()),
-        _ => Err(DeployError::InvalidComponent(
-            "unknown WebAssembly binary layer".into(),
-        )),
+        _ => Err(DeployError::InvalidComponent("unknown WebAssembly binary layer".into())),
     }
 }
 

@@ -27,9 +27,7 @@ impl Route {
             Some(i) => (Some(&text[..i]), &text[i..]),
             None => return Err(format!("route `{text}` must be `/prefix` or `host/prefix`")),
         };
-        if path.contains(['?', '#', ' ', '*'])
-            || path.contains("//")
-            || path.split('/').any(|s| s == ".." || s == ".")
+        if path.contains(['?', '#', ' ', '*']) || path.contains("//") || path.split('/').any(|s| s == ".." || s == ".")
         {
             return Err(format!(
                 "route `{text}`: the path must be a plain prefix like `/api/v2`"
@@ -110,9 +108,7 @@ pub struct RoutingTable<T> {
 
 impl<T> Default for RoutingTable<T> {
     fn default() -> Self {
-        Self {
-            entries: Vec::new(),
-        }
+        Self { entries: Vec::new() }
     }
 }
 
@@ -161,10 +157,7 @@ mod tests {
     #[test]
     fn parse_accepts_paths_and_hosts() {
         assert_eq!(route("/hello/").prefix, "/hello");
-        assert_eq!(
-            route("API.example.com/x").host.as_deref(),
-            Some("api.example.com")
-        );
+        assert_eq!(route("API.example.com/x").host.as_deref(), Some("api.example.com"));
         assert_eq!(route("/").prefix, "/");
     }
 

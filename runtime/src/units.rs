@@ -109,9 +109,7 @@ impl<'de> Deserialize<'de> for HumanDuration {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         let text = String::deserialize(deserializer)?;
         humantime::parse_duration(&text).map(Self).map_err(|e| {
-            serde::de::Error::custom(format!(
-                "`{text}` is not a duration ({e}); try \"30s\" or \"500ms\""
-            ))
+            serde::de::Error::custom(format!("`{text}` is not a duration ({e}); try \"30s\" or \"500ms\""))
         })
     }
 }

@@ -83,18 +83,12 @@ fn cli_manages_functions_on_a_running_node() {
         &["deploy", component, "--name", "t", "--route", "/t"],
     ));
     assert!(out.contains("deployed t v1"), "{out}");
-    let routes = [
-        "deploy", component, "--name", "t", "--route", "/t", "--route", "/t2",
-    ];
+    let routes = ["deploy", component, "--name", "t", "--route", "/t", "--route", "/t2"];
     ok(wafer(&server, data.path(), &routes));
     let out = ok(wafer(&server, data.path(), &["list"]));
     assert!(out.contains("t") && out.contains("/t"), "{out}");
 
-    let out = ok(wafer(
-        &server,
-        data.path(),
-        &["invoke", "t", "--path", "/hello"],
-    ));
+    let out = ok(wafer(&server, data.path(), &["invoke", "t", "--path", "/hello"]));
     assert_eq!(out, "hello from guest");
     let out = ok(wafer(
         &server,
@@ -102,25 +96,14 @@ fn cli_manages_functions_on_a_running_node() {
         &["invoke", "t", "--path", "echo", "--data", "ping"],
     ));
     assert_eq!(out, "ping");
-    ok(wafer(
-        &server,
-        data.path(),
-        &["invoke", "t", "--path", "log"],
-    ));
+    ok(wafer(&server, data.path(), &["invoke", "t", "--path", "log"]));
     let out = ok(wafer(&server, data.path(), &["logs", "t"]));
-    assert!(
-        out.contains("stdout line 0") && out.contains("stderr"),
-        "{out}"
-    );
+    assert!(out.contains("stdout line 0") && out.contains("stderr"), "{out}");
 
     // Errors are the node's message, with a failing exit code.
     let failed = wafer(&server, data.path(), &["invoke", "t", "--path", "trap"]);
     assert!(!failed.status.success());
-    let failed = wafer(
-        &server,
-        data.path(),
-        &["deploy", "Cargo.toml", "--name", "bad"],
-    );
+    let failed = wafer(&server, data.path(), &["deploy", "Cargo.toml", "--name", "bad"]);
     let stderr = String::from_utf8_lossy(&failed.stderr);
     assert!(
         !failed.status.success() && stderr.contains("not a WebAssembly binary"),
@@ -156,15 +139,7 @@ fn new_build_deploy_a_rust_function() {
     let build = Command::new(WAFER).arg("build").arg(&dir).output().unwrap();
     ok(build);
     let server = serve(data.path());
-    ok(wafer(
-        &server,
-        data.path(),
-        &["deploy", dir.to_str().unwrap()],
-    ));
-    let out = ok(wafer(
-        &server,
-        data.path(),
-        &["invoke", "greeter", "--path", "/x"],
-    ));
+    ok(wafer(&server, data.path(), &["deploy", dir.to_str().unwrap()]));
+    let out = ok(wafer(&server, data.path(), &["invoke", "greeter", "--path", "/x"]));
     assert!(out.contains("Hello from greeter"), "{out}");
 }

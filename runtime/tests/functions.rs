@@ -68,10 +68,7 @@ async fn config_reaches_the_guest_as_environment() {
     .await;
     assert_eq!(node.get("/t/env?key=GREETING").await.text(), "bonjour");
     // Nothing of the host's environment leaks in.
-    assert_eq!(
-        node.get("/t/env?key=HOME").await.status,
-        StatusCode::NOT_FOUND
-    );
+    assert_eq!(node.get("/t/env?key=HOME").await.status, StatusCode::NOT_FOUND);
 }
 
 #[tokio::test]
@@ -90,14 +87,8 @@ async fn host_routes_win_over_path_routes() {
             .body(Body::empty())
             .unwrap()
     };
-    assert_eq!(
-        node.send(request("api.example.com:8080")).await.text(),
-        "hosted"
-    );
-    assert_eq!(
-        node.send(request("other.example.com")).await.text(),
-        "unset"
-    );
+    assert_eq!(node.send(request("api.example.com:8080")).await.text(), "hosted");
+    assert_eq!(node.send(request("other.example.com")).await.text(), "unset");
 }
 
 #[tokio::test]
@@ -116,14 +107,9 @@ async fn admin_api_requires_the_token() {
         .header("content-type", content_type)
         .body(Body::from(body))
         .unwrap();
-    assert_eq!(
-        node.send(anonymous_deploy).await.status,
-        StatusCode::UNAUTHORIZED
-    );
+    assert_eq!(node.send(anonymous_deploy).await.status, StatusCode::UNAUTHORIZED);
     assert!(node.node.registry.get("x").is_none());
-    let ok = node
-        .admin("GET", "/v1/functions", Body::empty(), None)
-        .await;
+    let ok = node.admin("GET", "/v1/functions", Body::empty(), None).await;
     assert_eq!(ok.status, StatusCode::OK);
 }
 
@@ -131,20 +117,14 @@ async fn admin_api_requires_the_token() {
 async fn garbage_core_modules_and_unknown_imports_are_refused_clearly() {
     let node = TestNode::start().await;
 
-    let response = node
-        .try_deploy("g", &spec(&["/g"]), b"definitely not wasm")
-        .await;
+    let response = node.try_deploy("g", &spec(&["/g"]), b"definitely not wasm").await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(response.code(), "not_wasm");
 
     let core = wat::parse_str("(module (func (export \"f\")))").unwrap();
     let response = node.try_deploy("g", &spec(&["/g"]), &core).await;
     assert_eq!(response.code(), "not_a_component");
-    assert!(
-        response.text().contains("wasm32-wasip2"),
-        "{}",
-        response.text()
-    );
+    assert!(response.text().contains("wasm32-wasip2"), "{}", response.text());
 
     // A component header with a broken body.
     let mut broken = b"\0asm\x0d\0\x01\0".to_vec();
@@ -152,16 +132,10 @@ async fn garbage_core_modules_and_unknown_imports_are_refused_clearly() {
     let response = node.try_deploy("g", &spec(&["/g"]), &broken).await;
     assert_eq!(response.code(), "invalid_component");
 
-    let response = node
-        .try_deploy("g", &spec(&["/g"]), &guest("unknown_import"))
-        .await;
+    let response = node.try_deploy("g", &spec(&["/g"]), &guest("unknown_import")).await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
     assert_eq!(response.code(), "unsupported_imports");
-    assert!(
-        response.text().contains("acme:missing/greeter"),
-        "{}",
-        response.text()
-    );
+    assert!(response.text().contains("acme:missing/greeter"), "{}", response.text());
 
     let response = node
         .try_deploy("g", &spec(&["/g"]), &wat::parse_str("(component)").unwrap())
@@ -184,12 +158,7 @@ async fn bad_manifests_are_refused_with_the_reason() {
         ("x", spec(&["no-slash"]), "must be"),
     ] {
         let response = node.try_deploy(name, &spec, &component).await;
-        assert_eq!(
-            response.status,
-            StatusCode::BAD_REQUEST,
-            "{}",
-            response.text()
-        );
+        assert_eq!(response.status, StatusCode::BAD_REQUEST, "{}", response.text());
         assert_eq!(response.code(), "invalid_manifest");
         assert!(response.text().contains(needle), "{}", response.text());
     }
@@ -201,12 +170,7 @@ async fn bad_manifests_are_refused_with_the_reason() {
     let (content_type, mut body) = common::multipart(&spec(&["/x"]), &component);
     body.truncate(100);
     let response = node
-        .admin(
-            "POST",
-            "/v1/functions/x",
-            Body::from(body),
-            Some(&content_type),
-        )
+        .admin("POST", "/v1/functions/x", Body::from(body), Some(&content_type))
         .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
 }
@@ -266,18 +230,12 @@ async fn versions_rollback_and_delete() {
         .await;
     assert_eq!(missing.status, StatusCode::NOT_FOUND);
 
-    let deleted = node
-        .admin("DELETE", "/v1/functions/t", Body::empty(), None)
-        .await;
+    let deleted = node.admin("DELETE", "/v1/functions/t", Body::empty(), None).await;
     assert_eq!(deleted.status, StatusCode::NO_CONTENT);
     assert_eq!(node.get("/t/hello").await.status, StatusCode::NOT_FOUND);
-    let gone = node
-        .admin("GET", "/v1/functions/t", Body::empty(), None)
-        .await;
+    let gone = node.admin("GET", "/v1/functions/t", Body::empty(), None).await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND);
-    let again = node
-        .admin("DELETE", "/v1/functions/t", Body::empty(), None)
-        .await;
+    let again = node.admin("DELETE", "/v1/functions/t", Body::empty(), None).await;
     assert_eq!(again.status, StatusCode::NOT_FOUND);
 }
 
@@ -292,14 +250,8 @@ async fn guest_output_is_logged_per_invocation() {
         .admin("GET", "/v1/functions/t/logs", Body::empty(), None)
         .await
         .text();
-    let lines: Vec<serde_json::Value> = logs
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let mine: Vec<_> = lines
-        .iter()
-        .filter(|l| l["invocation_id"] == id.as_str())
-        .collect();
+    let lines: Vec<serde_json::Value> = logs.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let mine: Vec<_> = lines.iter().filter(|l| l["invocation_id"] == id.as_str()).collect();
     assert_eq!(mine.len(), 4, "{logs}");
     assert!(
         mine.iter()
@@ -328,10 +280,7 @@ async fn healthz_and_metrics() {
         "wafer_live_instances 0",
         "wafer_compilations_total 1",
     ] {
-        assert!(
-            metrics.contains(needle),
-            "missing `{needle}` in:\n{metrics}"
-        );
+        assert!(metrics.contains(needle), "missing `{needle}` in:\n{metrics}");
     }
 }
 

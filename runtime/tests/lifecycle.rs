@@ -42,12 +42,7 @@ async fn restart_keeps_functions_and_loads_the_compiled_cache() {
         "a restart must not recompile"
     );
     assert_eq!(stats.loaded.load(Ordering::Relaxed), 2);
-    assert!(
-        node.get("/metrics")
-            .await
-            .text()
-            .contains("wafer_compilations_total 0")
-    );
+    assert!(node.get("/metrics").await.text().contains("wafer_compilations_total 0"));
 }
 
 #[tokio::test]
@@ -67,10 +62,7 @@ async fn a_corrupt_cache_entry_is_recompiled() {
     }
     let node = TestNode::open(test_config(), dir).await;
     assert_eq!(node.get("/t/hello").await.status, StatusCode::OK);
-    assert_eq!(
-        node.node.artifacts.stats.compiled.load(Ordering::Relaxed),
-        1
-    );
+    assert_eq!(node.node.artifacts.stats.compiled.load(Ordering::Relaxed), 1);
 }
 
 fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -135,9 +127,7 @@ async fn concurrent_deploys_and_invocations() {
     let mut calls = Vec::new();
     for _ in 0..24 {
         let node = node.clone();
-        calls.push(tokio::spawn(
-            async move { node.get("/t/hello").await.status },
-        ));
+        calls.push(tokio::spawn(async move { node.get("/t/hello").await.status }));
     }
     for task in tasks {
         task.await.unwrap();
@@ -146,12 +136,7 @@ async fn concurrent_deploys_and_invocations() {
         assert_eq!(call.await.unwrap(), StatusCode::OK);
     }
     let versions = node
-        .admin(
-            "GET",
-            "/v1/functions/t/versions",
-            axum::body::Body::empty(),
-            None,
-        )
+        .admin("GET", "/v1/functions/t/versions", axum::body::Body::empty(), None)
         .await
         .json();
     let numbers: Vec<u64> = versions
@@ -163,9 +148,6 @@ async fn concurrent_deploys_and_invocations() {
     assert_eq!(numbers, [1, 2, 3, 4, 5], "every deploy got its own version");
     assert_eq!(node.node.registry.list().len(), 5);
     for i in 0..4 {
-        assert_eq!(
-            node.get(&format!("/other{i}/hello")).await.status,
-            StatusCode::OK
-        );
+        assert_eq!(node.get(&format!("/other{i}/hello")).await.status, StatusCode::OK);
     }
 }

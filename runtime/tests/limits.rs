@@ -29,19 +29,11 @@ async fn timeout_stops_a_computing_guest() {
     })
     .await;
     let response = node.get("/t/loop").await;
-    assert_eq!(
-        response.status,
-        StatusCode::GATEWAY_TIMEOUT,
-        "{}",
-        response.text()
-    );
+    assert_eq!(response.status, StatusCode::GATEWAY_TIMEOUT, "{}", response.text());
     assert_eq!(response.code(), "timeout");
     assert!(response.json()["error"]["invocation_id"].is_string());
     // Obeyed: work that fits the limit is served.
-    assert_eq!(
-        node.get("/t/recurse?depth=1000").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(node.get("/t/recurse?depth=1000").await.status, StatusCode::OK);
     still_serving(&node, "t").await;
     // The timeout is in the function's log.
     let logs = node
@@ -91,10 +83,7 @@ async fn traps_answer_500_with_an_invocation_id_in_the_logs() {
     let response = node.get("/t/trap").await;
     assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(response.code(), "trap");
-    let id = response.json()["error"]["invocation_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let id = response.json()["error"]["invocation_id"].as_str().unwrap().to_owned();
     assert_eq!(response.invocation_id().as_deref(), Some(id.as_str()));
     // The guest's panic message and the trap are logged under that id; the
     // client sees no internals.
@@ -104,13 +93,9 @@ async fn traps_answer_500_with_an_invocation_id_in_the_logs() {
         .await
         .text();
     let mine: Vec<&str> = logs.lines().filter(|l| l.contains(&id)).collect();
+    assert!(mine.iter().any(|l| l.contains("guest asked to trap")), "{logs}");
     assert!(
-        mine.iter().any(|l| l.contains("guest asked to trap")),
-        "{logs}"
-    );
-    assert!(
-        mine.iter()
-            .any(|l| l.contains("\"system\"") && l.contains("trap")),
+        mine.iter().any(|l| l.contains("\"system\"") && l.contains("trap")),
         "{logs}"
     );
     still_serving(&node, "t").await;
@@ -120,28 +105,19 @@ async fn traps_answer_500_with_an_invocation_id_in_the_logs() {
 async fn deep_recursion_is_a_trap_not_a_crash() {
     let node = TestNode::start().await;
     node.deploy_guests("t", |_| {}).await;
-    assert_eq!(
-        node.get("/t/recurse?depth=100").await.status,
-        StatusCode::OK
-    );
+    assert_eq!(node.get("/t/recurse?depth=100").await.status, StatusCode::OK);
     let response = node.get("/t/recurse?depth=100000000").await;
     assert_eq!(response.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert_eq!(response.code(), "trap");
-    assert!(
-        response.text().contains("stack overflow"),
-        "{}",
-        response.text()
-    );
+    assert!(response.text().contains("stack overflow"), "{}", response.text());
     still_serving(&node, "t").await;
 }
 
 #[tokio::test]
 async fn request_body_limit() {
     let node = TestNode::start().await;
-    node.deploy_guests("t", |spec| {
-        spec.limits.max_request_body = Some(ByteSize(1000))
-    })
-    .await;
+    node.deploy_guests("t", |spec| spec.limits.max_request_body = Some(ByteSize(1000)))
+        .await;
     let ok = node.post("/t/read-body", vec![1u8; 1000]).await;
     assert_eq!(ok.text(), "1000");
     // Declared too large: refused before the guest runs.
@@ -151,33 +127,21 @@ async fn request_body_limit() {
     // Streamed without a length: cut while the guest reads.
     let chunks: Vec<Result<Vec<u8>, std::io::Error>> = (0..4).map(|_| Ok(vec![2u8; 400])).collect();
     let body = Body::from_stream(futures::stream::iter(chunks));
-    let response = node
-        .send(Request::post("/t/read-body").body(body).unwrap())
-        .await;
-    assert_eq!(
-        response.status,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "{}",
-        response.text()
-    );
+    let response = node.send(Request::post("/t/read-body").body(body).unwrap()).await;
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", response.text());
     still_serving(&node, "t").await;
 }
 
 #[tokio::test]
 async fn response_body_limit() {
     let node = TestNode::start().await;
-    node.deploy_guests("t", |spec| {
-        spec.limits.max_response_body = Some(ByteSize::mib(1))
-    })
-    .await;
+    node.deploy_guests("t", |spec| spec.limits.max_response_body = Some(ByteSize::mib(1)))
+        .await;
     let ok = node.get("/t/huge?mb=1").await;
     assert_eq!(ok.status, StatusCode::OK);
     assert_eq!(ok.body.as_ref().map(Vec::len).ok(), Some(1 << 20));
     let cut = node.get("/t/huge?mb=3").await;
-    assert!(
-        cut.body.is_err(),
-        "a body over the limit must not arrive whole"
-    );
+    assert!(cut.body.is_err(), "a body over the limit must not arrive whole");
     still_serving(&node, "t").await;
 }
 
@@ -244,10 +208,7 @@ async fn log_budget_truncates_with_a_marker() {
         .await
         .text();
     assert!(logs.contains("output truncated"), "{logs}");
-    assert!(
-        logs.lines().count() < 40,
-        "at most ~200 bytes of output were kept"
-    );
+    assert!(logs.lines().count() < 40, "at most ~200 bytes of output were kept");
 }
 
 #[tokio::test]
@@ -264,12 +225,7 @@ async fn deploy_size_limit() {
         ..Default::default()
     };
     let response = node.try_deploy("u", &spec, &bigger).await;
-    assert_eq!(
-        response.status,
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "{}",
-        response.text()
-    );
+    assert_eq!(response.status, StatusCode::PAYLOAD_TOO_LARGE, "{}", response.text());
     assert_eq!(response.code(), "component_too_large");
 }
 
@@ -282,26 +238,15 @@ async fn a_client_that_never_finishes_its_body_times_out() {
     .await;
     let first = futures::stream::iter([Ok::<_, std::io::Error>(vec![1u8; 10])]);
     let body = Body::from_stream(first.chain(futures::stream::pending()));
-    let response = node
-        .send(Request::post("/t/read-body").body(body).unwrap())
-        .await;
-    assert_eq!(
-        response.status,
-        StatusCode::GATEWAY_TIMEOUT,
-        "{}",
-        response.text()
-    );
+    let response = node.send(Request::post("/t/read-body").body(body).unwrap()).await;
+    assert_eq!(response.status, StatusCode::GATEWAY_TIMEOUT, "{}", response.text());
     // A slow but finite body within the limit is fine.
     let chunks = futures::stream::iter(0..3).then(|_| async {
         tokio::time::sleep(Duration::from_millis(30)).await;
         Ok::<_, std::io::Error>(vec![1u8; 10])
     });
     let response = node
-        .send(
-            Request::post("/t/read-body")
-                .body(Body::from_stream(chunks))
-                .unwrap(),
-        )
+        .send(Request::post("/t/read-body").body(Body::from_stream(chunks)).unwrap())
         .await;
     assert_eq!(response.text(), "30");
     still_serving(&node, "t").await;

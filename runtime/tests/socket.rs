@@ -35,10 +35,6 @@ async fn streamed_response_arrives_chunk_by_chunk() {
         started.elapsed() >= first_at + Duration::from_millis(400),
         "later chunks must come later: the body is streamed, not buffered"
     );
-    let hello = client
-        .get(format!("http://{addr}/t/hello"))
-        .send()
-        .await
-        .unwrap();
+    let hello = client.get(format!("http://{addr}/t/hello")).send().await.unwrap();
     assert_eq!(hello.text().await.unwrap(), "hello from guest");
 }

@@ -37,35 +37,32 @@ impl Ledger {
     /// Starts the writer on its own thread over `store` (its own connection).
     pub fn start(store: Arc<dyn BillingStore>) -> std::io::Result<Self> {
         let (queue, mut receiver) = mpsc::channel::<(Vec<LedgerRecord>, Ack)>(QUEUE);
-        std::thread::Builder::new()
-            .name("wafer-ledger".into())
-            .spawn(move || {
-                while let Some(first) = receiver.blocking_recv() {
-                    let mut batch = vec![first];
-                    let mut count = batch[0].0.len();
-                    while count < MAX_BATCH {
-                        match receiver.try_recv() {
-                            Ok(next) => {
-                                count += next.0.len();
-                                batch.push(next);
-                            }
-                            Err(_) => break,
+        std::thread::Builder::new().name("wafer-ledger".into()).spawn(move || {
+            while let Some(first) = receiver.blocking_recv() {
+                let mut batch = vec![first];
+                let mut count = batch[0].0.len();
+                while count < MAX_BATCH {
+                    match receiver.try_recv() {
+                        Ok(next) => {
+                            count += next.0.len();
+                            batch.push(next);
                         }
-                    }
-                    let records: Vec<LedgerRecord> =
-                        batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
-                    let result = store
-                        .append_ledger(&records)
-                        .map(|_| ())
-                        .map_err(|e: StorageError| e.to_string());
-                    if let Err(error) = &result {
-                        tracing::error!(%error, records = records.len(), "ledger write failed");
-                    }
-                    for (_, ack) in batch {
-                        let _ = ack.send(result.clone());
+                        Err(_) => break,
                     }
                 }
-            })?;
+                let records: Vec<LedgerRecord> = batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+                let result = store
+                    .append_ledger(&records)
+                    .map(|_| ())
+                    .map_err(|e: StorageError| e.to_string());
+                if let Err(error) = &result {
+                    tracing::error!(%error, records = records.len(), "ledger write failed");
+                }
+                for (_, ack) in batch {
+                    let _ = ack.send(result.clone());
+                }
+            }
+        })?;
         Ok(Self { queue })
     }
 

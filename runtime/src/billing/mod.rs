@@ -11,8 +11,8 @@ pub mod quotas;
 
 use crate::auth::{KeyEntry, Keys, Scope};
 use crate::storage::{
-    BillingStore, KeyRecord, LedgerRecord, SqliteStore, StorageError, TenantRecord, UsageFilter,
-    UsageGrouping, UsageRow, utc_day,
+    BillingStore, KeyRecord, LedgerRecord, SqliteStore, StorageError, TenantRecord, UsageFilter, UsageGrouping,
+    UsageRow, utc_day,
 };
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
@@ -137,19 +137,13 @@ fn month_start_ms(month: &str) -> u64 {
 impl Billing {
     /// Opens billing on the registry database at `db`, with the configured
     /// price table (stored as a new version if it differs from the newest).
-    pub fn open(
-        db: &Path,
-        prices: PriceTable,
-        default_quotas: TenantQuotas,
-        keys: Keys,
-    ) -> Result<Self, BillingError> {
+    pub fn open(db: &Path, prices: PriceTable, default_quotas: TenantQuotas, keys: Keys) -> Result<Self, BillingError> {
         default_quotas.validate().map_err(BillingError::Invalid)?;
         let store = Arc::new(SqliteStore::open(db)?);
         // The ledger writer has its own connection, so registry reads never
         // wait behind a group commit.
         let ledger = Ledger::start(Arc::new(SqliteStore::open(db)?))?;
-        let table_json =
-            serde_json::to_string(&prices).map_err(|e| BillingError::Invalid(e.to_string()))?;
+        let table_json = serde_json::to_string(&prices).map_err(|e| BillingError::Invalid(e.to_string()))?;
         let version = match store.latest_price_table()? {
             Some((version, json)) if json == table_json => version,
             _ => store.add_price_table(&table_json)?,
@@ -162,9 +156,7 @@ impl Billing {
             tenants: DashMap::new(),
             keys,
         };
-        billing
-            .create_tenant(DEFAULT_TENANT, TenantQuotas::default())
-            .ok();
+        billing.create_tenant(DEFAULT_TENANT, TenantQuotas::default()).ok();
         billing.load()?;
         Ok(billing)
     }
@@ -179,8 +171,7 @@ impl Billing {
             UsageGrouping::Tenant,
         )?;
         for tenant in self.store.tenants()? {
-            let overrides: TenantQuotas =
-                serde_json::from_str(&tenant.quotas_json).unwrap_or_default();
+            let overrides: TenantQuotas = serde_json::from_str(&tenant.quotas_json).unwrap_or_default();
             let counters = spent
                 .iter()
                 .find(|row| row.tenant == tenant.name)
@@ -195,10 +186,7 @@ impl Billing {
                 });
             self.tenants.insert(
                 tenant.name.clone(),
-                Arc::new(TenantState::new(
-                    self.default_quotas.merged(&overrides),
-                    counters,
-                )),
+                Arc::new(TenantState::new(self.default_quotas.merged(&overrides), counters)),
             );
         }
         for key in self.store.keys()? {
@@ -220,15 +208,11 @@ impl Billing {
 
     /// Creates a tenant.
     pub fn create_tenant(&self, name: &str, quotas: TenantQuotas) -> Result<(), BillingError> {
-        crate::manifest::validate_name(name)
-            .map_err(|e| BillingError::Invalid(e.replace("function", "tenant")))?;
+        crate::manifest::validate_name(name).map_err(|e| BillingError::Invalid(e.replace("function", "tenant")))?;
         quotas.validate().map_err(BillingError::Invalid)?;
-        let json =
-            serde_json::to_string(&quotas).map_err(|e| BillingError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(&quotas).map_err(|e| BillingError::Invalid(e.to_string()))?;
         if !self.store.create_tenant(name, &json)? {
-            return Err(BillingError::Invalid(format!(
-                "tenant `{name}` already exists"
-            )));
+            return Err(BillingError::Invalid(format!("tenant `{name}` already exists")));
         }
         let month = month_of(now_ms());
         self.tenants.insert(
@@ -247,8 +231,7 @@ impl Billing {
     /// Replaces a tenant's quotas.
     pub fn set_quotas(&self, name: &str, quotas: TenantQuotas) -> Result<(), BillingError> {
         quotas.validate().map_err(BillingError::Invalid)?;
-        let json =
-            serde_json::to_string(&quotas).map_err(|e| BillingError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(&quotas).map_err(|e| BillingError::Invalid(e.to_string()))?;
         if !self.store.set_tenant_quotas(name, &json)? {
             return Err(BillingError::NotFound(format!("no tenant named `{name}`")));
         }
@@ -268,10 +251,7 @@ impl Billing {
                 let state = self.tenants.get(&record.name).map(|s| s.clone());
                 TenantView {
                     quotas: state.as_ref().map(|s| s.quotas()).unwrap_or_default(),
-                    spent_this_month_micros: state
-                        .as_ref()
-                        .map(|s| s.month().spent_micros)
-                        .unwrap_or_default(),
+                    spent_this_month_micros: state.as_ref().map(|s| s.month().spent_micros).unwrap_or_default(),
                     tokens_this_month: state.as_ref().map(|s| s.month().tokens).unwrap_or_default(),
                     name: record.name,
                     created_ms: record.created_ms,
@@ -288,9 +268,7 @@ impl Billing {
     /// Makes an API key for a tenant.
     pub fn create_key(&self, tenant: &str, scope: Scope) -> Result<NewKey, BillingError> {
         if !self.has_tenant(tenant) {
-            return Err(BillingError::NotFound(format!(
-                "no tenant named `{tenant}`"
-            )));
+            return Err(BillingError::NotFound(format!("no tenant named `{tenant}`")));
         }
         let mut id = [0u8; 6];
         let mut secret = [0u8; 32];
@@ -354,8 +332,7 @@ impl Billing {
 
     /// Stores a new price table version; invocations from now on use it.
     pub fn set_prices(&self, table: PriceTable) -> Result<u32, BillingError> {
-        let json =
-            serde_json::to_string(&table).map_err(|e| BillingError::Invalid(e.to_string()))?;
+        let json = serde_json::to_string(&table).map_err(|e| BillingError::Invalid(e.to_string()))?;
         let version = self.store.add_price_table(&json)?;
         self.prices.store(Arc::new((version, table)));
         Ok(version)
@@ -397,8 +374,7 @@ impl Billing {
             wall_ns: usage.wall_ns,
             cpu_ns: usage.cpu_ns,
             peak_memory_bytes: usage.peak_memory_bytes,
-            memory_byte_ms: u128::from(usage.peak_memory_bytes) * u128::from(usage.wall_ns)
-                / 1_000_000,
+            memory_byte_ms: u128::from(usage.peak_memory_bytes) * u128::from(usage.wall_ns) / 1_000_000,
             ..base.clone()
         };
         invocation.amount_micros = table.price(&invocation);
@@ -424,9 +400,7 @@ impl Billing {
             tokens_out: records.iter().map(|r| r.tokens_out).sum(),
             price_version: *price_version,
         };
-        let tokens = billed.tokens_in
-            + billed.tokens_out
-            + records.iter().map(|r| r.embedding_tokens).sum::<u64>();
+        let tokens = billed.tokens_in + billed.tokens_out + records.iter().map(|r| r.embedding_tokens).sum::<u64>();
         self.ledger.append(records).await?;
         if let Some(state) = self.tenants.get(tenant) {
             state.add_usage(&month_of(time_ms), billed.amount_micros, tokens);
@@ -435,11 +409,7 @@ impl Billing {
     }
 
     /// Summed usage.
-    pub fn usage(
-        &self,
-        filter: &UsageFilter,
-        grouping: UsageGrouping,
-    ) -> Result<Vec<UsageRow>, BillingError> {
+    pub fn usage(&self, filter: &UsageFilter, grouping: UsageGrouping) -> Result<Vec<UsageRow>, BillingError> {
         Ok(self.store.usage(filter, grouping)?)
     }
 

@@ -53,10 +53,8 @@ impl PriceTable {
         let mut pico: u128 = 0;
         pico += u128::from(record.invocations) * u128::from(self.per_invocation) * PICO_PER_MICRO;
         // byte·ms × price per (GiB·s) → divide by GiB and by 1000 ms.
-        pico +=
-            record.memory_byte_ms * u128::from(self.per_gb_second) * PICO_PER_MICRO / (GIB * 1000);
-        pico += u128::from(record.device_ns) * u128::from(self.per_device_second) * PICO_PER_MICRO
-            / 1_000_000_000;
+        pico += record.memory_byte_ms * u128::from(self.per_gb_second) * PICO_PER_MICRO / (GIB * 1000);
+        pico += u128::from(record.device_ns) * u128::from(self.per_device_second) * PICO_PER_MICRO / 1_000_000_000;
         if let Some(model) = record.model.as_ref().and_then(|m| self.models.get(m)) {
             let per_token = |tokens: u64, per_million: u64| {
                 u128::from(tokens) * u128::from(per_million) * PICO_PER_MICRO / 1_000_000

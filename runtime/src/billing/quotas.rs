@@ -32,9 +32,7 @@ impl TenantQuotas {
             requests_per_second: overrides.requests_per_second.or(self.requests_per_second),
             burst: overrides.burst.or(self.burst),
             max_concurrency: overrides.max_concurrency.or(self.max_concurrency),
-            monthly_budget_micros: overrides
-                .monthly_budget_micros
-                .or(self.monthly_budget_micros),
+            monthly_budget_micros: overrides.monthly_budget_micros.or(self.monthly_budget_micros),
             monthly_tokens: overrides.monthly_tokens.or(self.monthly_tokens),
         }
     }
@@ -249,14 +247,8 @@ mod tests {
         state.add_usage("2026-11", 99, 0);
         assert!(state.admit("2026-11").is_ok());
         state.add_usage("2026-11", 1, 0);
-        assert_eq!(
-            state.admit("2026-11").err(),
-            Some(QuotaRefusal::Budget(100))
-        );
-        assert!(
-            state.admit("2026-12").is_ok(),
-            "a new month starts from zero"
-        );
+        assert_eq!(state.admit("2026-11").err(), Some(QuotaRefusal::Budget(100)));
+        assert!(state.admit("2026-12").is_ok(), "a new month starts from zero");
         state.add_usage("2026-12", 0, 10);
         assert_eq!(state.admit("2026-12").err(), Some(QuotaRefusal::Tokens(10)));
     }
@@ -272,10 +264,7 @@ mod tests {
         );
         let held = state.admit("2026-11");
         assert!(matches!(held, Ok(Some(_))));
-        assert_eq!(
-            state.admit("2026-11").err(),
-            Some(QuotaRefusal::Concurrency(1))
-        );
+        assert_eq!(state.admit("2026-11").err(), Some(QuotaRefusal::Concurrency(1)));
         drop(held);
         assert!(state.admit("2026-11").is_ok());
     }

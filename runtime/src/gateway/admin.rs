@@ -97,9 +97,7 @@ impl Caller {
     pub fn tenant(&self, node: &Node, asked: Option<&str>) -> Result<String, ApiError> {
         match asked {
             None => Ok(self.0.tenant.clone()),
-            Some(tenant) if self.0.can_access(tenant) && node.billing.has_tenant(tenant) => {
-                Ok(tenant.to_owned())
-            }
+            Some(tenant) if self.0.can_access(tenant) && node.billing.has_tenant(tenant) => Ok(tenant.to_owned()),
             Some(tenant) => Err(ApiError::not_found(format!("no tenant named `{tenant}`"))),
         }
     }
@@ -122,40 +120,23 @@ impl From<DeployError> for ApiError {
     fn from(error: DeployError) -> Self {
         let message = error.to_string();
         match error {
-            DeployError::InvalidSpec(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", message)
+            DeployError::InvalidSpec(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", message),
+            DeployError::TooLarge { .. } => {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "component_too_large", message)
             }
-            DeployError::TooLarge { .. } => ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "component_too_large",
-                message,
-            ),
             DeployError::NotWasm => ApiError::new(StatusCode::BAD_REQUEST, "not_wasm", message),
-            DeployError::CoreModule => {
-                ApiError::new(StatusCode::BAD_REQUEST, "not_a_component", message)
-            }
-            DeployError::InvalidComponent(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", message)
-            }
-            DeployError::MissingImports(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "unsupported_imports", message)
-            }
-            DeployError::NotHttpHandler(_) => {
-                ApiError::new(StatusCode::BAD_REQUEST, "not_http_handler", message)
-            }
-            DeployError::RouteConflict { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "route_conflict", message)
-            }
+            DeployError::CoreModule => ApiError::new(StatusCode::BAD_REQUEST, "not_a_component", message),
+            DeployError::InvalidComponent(_) => ApiError::new(StatusCode::BAD_REQUEST, "invalid_component", message),
+            DeployError::MissingImports(_) => ApiError::new(StatusCode::BAD_REQUEST, "unsupported_imports", message),
+            DeployError::NotHttpHandler(_) => ApiError::new(StatusCode::BAD_REQUEST, "not_http_handler", message),
+            DeployError::RouteConflict { .. } => ApiError::new(StatusCode::CONFLICT, "route_conflict", message),
             DeployError::NotFound(_) => ApiError::not_found(message),
             DeployError::Storage(_) | DeployError::Artifacts(_) => ApiError::internal(message),
         }
     }
 }
 
-async fn list(
-    State(node): State<Arc<Node>>,
-    caller: Caller,
-) -> Result<Json<Vec<FunctionInfo>>, ApiError> {
+async fn list(State(node): State<Arc<Node>>, caller: Caller) -> Result<Json<Vec<FunctionInfo>>, ApiError> {
     caller.require(Scope::Read, "list functions")?;
     let all = node.registry.list();
     let visible = all
@@ -213,24 +194,18 @@ async fn deploy(
             .map_err(|e| multipart_error(&e.body_text(), e.status()))?;
         match field_name.as_str() {
             "spec" => {
-                spec = Some(serde_json::from_slice(&bytes).map_err(|e| {
-                    ApiError::new(
-                        StatusCode::BAD_REQUEST,
-                        "invalid_manifest",
-                        format!("spec: {e}"),
-                    )
-                })?);
+                spec =
+                    Some(serde_json::from_slice(&bytes).map_err(|e| {
+                        ApiError::new(StatusCode::BAD_REQUEST, "invalid_manifest", format!("spec: {e}"))
+                    })?);
             }
             "component" => component = Some(bytes.to_vec()),
             other => {
-                return Err(ApiError::bad_request(format!(
-                    "unexpected multipart field `{other}`"
-                )));
+                return Err(ApiError::bad_request(format!("unexpected multipart field `{other}`")));
             }
         }
     }
-    let component =
-        component.ok_or_else(|| ApiError::bad_request("missing multipart field `component`"))?;
+    let component = component.ok_or_else(|| ApiError::bad_request("missing multipart field `component`"))?;
     let deployment = node
         .registry
         .deploy(&tenant, &name, spec.unwrap_or_default(), component)
@@ -302,9 +277,7 @@ async fn rollback(
 ) -> Result<Json<FunctionInfo>, ApiError> {
     caller.require(Scope::Deploy, "roll back functions")?;
     caller.function(&node, &name)?;
-    Ok(Json(
-        node.registry.rollback(&name, request.version).await?.info(),
-    ))
+    Ok(Json(node.registry.rollback(&name, request.version).await?.info()))
 }
 
 #[derive(Deserialize)]
@@ -325,12 +298,7 @@ async fn logs(
     let tail = query.tail.unwrap_or(DEFAULT_LOG_TAIL);
     let content_type = [(axum::http::header::CONTENT_TYPE, "application/x-ndjson")];
     if !query.follow {
-        let body: String = node
-            .logs
-            .recent(&name, tail)
-            .iter()
-            .map(ndjson_line)
-            .collect();
+        let body: String = node.logs.recent(&name, tail).iter().map(ndjson_line).collect();
         return Ok((content_type, body).into_response());
     }
     let (recent, receiver) = node.logs.follow(&name, tail);

@@ -8,6 +8,7 @@
 //! GET    /v1/keys                         ?tenant=
 //! DELETE /v1/keys/{id}
 //! GET    /v1/usage                        ?tenant=&since=&until=&by=tenant|function|model|day&format=json|csv
+//! GET    /v1/ledger                       raw records: ?tenant=&since=&until=
 //! GET    /v1/invoice                      ?tenant=&period=YYYY-MM&format=json|csv
 //! GET    /v1/pricing                      the table in force and its version
 //! PUT    /v1/pricing                      a new version                         operator
@@ -38,6 +39,7 @@ pub fn router() -> Router<Arc<Node>> {
         .route("/keys", post(create_key).get(list_keys))
         .route("/keys/{id}", delete(revoke_key))
         .route("/usage", get(usage))
+        .route("/ledger", get(ledger))
         .route("/invoice", get(invoice))
         .route("/pricing", get(pricing).put(set_pricing))
 }
@@ -67,23 +69,14 @@ async fn create_tenant(
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
     caller.require_operator("create tenants")?;
     node.billing.create_tenant(&request.name, request.quotas)?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "name": request.name })),
-    ))
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "name": request.name }))))
 }
 
-async fn list_tenants(
-    State(node): State<Arc<Node>>,
-    caller: Caller,
-) -> Result<Json<Vec<TenantView>>, ApiError> {
+async fn list_tenants(State(node): State<Arc<Node>>, caller: Caller) -> Result<Json<Vec<TenantView>>, ApiError> {
     caller.require(Scope::Read, "list tenants")?;
     let tenants = node.billing.tenants()?;
     Ok(Json(
-        tenants
-            .into_iter()
-            .filter(|t| caller.0.can_access(&t.name))
-            .collect(),
+        tenants.into_iter().filter(|t| caller.0.can_access(&t.name)).collect(),
     ))
 }
 
@@ -166,11 +159,7 @@ fn parse_time(text: &str) -> Result<u64, ApiError> {
         .ok()
         .and_then(|t| t.duration_since(UNIX_EPOCH).ok())
         .map(|d| d.as_millis() as u64)
-        .ok_or_else(|| {
-            ApiError::bad_request(format!(
-                "`{text}` is not a date (use YYYY-MM-DD or RFC 3339)"
-            ))
-        })
+        .ok_or_else(|| ApiError::bad_request(format!("`{text}` is not a date (use YYYY-MM-DD or RFC 3339)")))
 }
 
 /// The filter for a caller: others than the operator only see their tenant.
@@ -194,17 +183,24 @@ async fn usage(
     caller.require(Scope::Read, "read usage")?;
     let filter = usage_filter(&node, &caller, &query)?;
     let grouping = query.by.unwrap_or(UsageGrouping::Tenant);
-    let rows = blocking(node.clone(), move |node| {
-        node.billing.usage(&filter, grouping)
-    })
-    .await?;
+    let rows = blocking(node.clone(), move |node| node.billing.usage(&filter, grouping)).await?;
     match query.format.as_deref() {
         Some("csv") => Ok(csv_response(&rows)),
         None | Some("json") => Ok(Json(rows).into_response()),
-        Some(other) => Err(ApiError::bad_request(format!(
-            "format `{other}`: use json or csv"
-        ))),
+        Some(other) => Err(ApiError::bad_request(format!("format `{other}`: use json or csv"))),
     }
+}
+
+async fn ledger(
+    State(node): State<Arc<Node>>,
+    caller: Caller,
+    Query(query): Query<UsageQuery>,
+) -> Result<Json<Vec<crate::storage::LedgerRecord>>, ApiError> {
+    caller.require(Scope::Read, "read the ledger")?;
+    let filter = usage_filter(&node, &caller, &query)?;
+    Ok(Json(
+        blocking(node.clone(), move |node| node.billing.ledger(&filter)).await?,
+    ))
 }
 
 async fn blocking<T: Send + 'static>(
@@ -321,18 +317,11 @@ async fn invoice(
 fn month_bounds(period: &str) -> Result<(u64, u64), ApiError> {
     let bad = || ApiError::bad_request(format!("period `{period}` must be YYYY-MM"));
     let (year, month) = period.split_once('-').ok_or_else(bad)?;
-    let (year, month): (u32, u32) = (
-        year.parse().map_err(|_| bad())?,
-        month.parse().map_err(|_| bad())?,
-    );
+    let (year, month): (u32, u32) = (year.parse().map_err(|_| bad())?, month.parse().map_err(|_| bad())?);
     if !(1..=12).contains(&month) || year < 1970 {
         return Err(bad());
     }
-    let (next_year, next_month) = if month == 12 {
-        (year + 1, 1)
-    } else {
-        (year, month + 1)
-    };
+    let (next_year, next_month) = if month == 12 { (year + 1, 1) } else { (year, month + 1) };
     Ok((
         parse_time(&format!("{year:04}-{month:02}-01"))?,
         parse_time(&format!("{next_year:04}-{next_month:02}-01"))?,
@@ -345,10 +334,7 @@ struct PricingView {
     table: PriceTable,
 }
 
-async fn pricing(
-    State(node): State<Arc<Node>>,
-    caller: Caller,
-) -> Result<Json<PricingView>, ApiError> {
+async fn pricing(State(node): State<Arc<Node>>, caller: Caller) -> Result<Json<PricingView>, ApiError> {
     caller.require(Scope::Read, "read prices")?;
     let prices = node.billing.prices();
     Ok(Json(PricingView {

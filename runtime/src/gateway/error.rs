@@ -83,11 +83,7 @@ impl ApiError {
 
     /// 403: valid credentials without the needed scope.
     pub fn forbidden(what: &str) -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            format!("this token may not {what}"),
-        )
+        Self::new(StatusCode::FORBIDDEN, "forbidden", format!("this token may not {what}"))
     }
 
     /// 500 for a host-side failure; `detail` is logged, not sent.

@@ -104,6 +104,7 @@ pub struct LedgerRecord {
     /// Peak linear memory, bytes.
     pub peak_memory_bytes: u64,
     /// Memory × time: peak bytes × wall ms.
+    #[serde(with = "u128_string")]
     pub memory_byte_ms: u128,
     /// Prompt tokens fed to a model.
     pub tokens_in: u64,
@@ -193,11 +194,7 @@ pub trait BillingStore: Send + Sync + 'static {
     /// Ledger records matching a filter, oldest first.
     fn ledger(&self, filter: &UsageFilter) -> Result<Vec<LedgerRecord>, StorageError>;
     /// Summed usage, grouped.
-    fn usage(
-        &self,
-        filter: &UsageFilter,
-        grouping: UsageGrouping,
-    ) -> Result<Vec<UsageRow>, StorageError>;
+    fn usage(&self, filter: &UsageFilter, grouping: UsageGrouping) -> Result<Vec<UsageRow>, StorageError>;
 }
 
 /// The registry's durable store. Methods block: call them off the async
@@ -214,12 +211,26 @@ pub trait RegistryStore: Send + Sync + 'static {
         spec_json: &str,
     ) -> Result<VersionRecord, StorageError>;
     /// Makes an existing version active; `None` when it does not exist.
-    fn activate(&self, function: &str, version: u32)
-    -> Result<Option<VersionRecord>, StorageError>;
+    fn activate(&self, function: &str, version: u32) -> Result<Option<VersionRecord>, StorageError>;
     /// Removes a function and its versions; false when it did not exist.
     fn delete(&self, function: &str) -> Result<bool, StorageError>;
     /// Every function with its active version.
     fn functions(&self) -> Result<Vec<FunctionRecord>, StorageError>;
     /// Every version of a function, oldest first.
     fn versions(&self, function: &str) -> Result<Vec<VersionRecord>, StorageError>;
+}
+
+/// JSON numbers cannot carry a u128 everywhere: send it as a string.
+mod u128_string {
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(value: &u128, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&value.to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u128, D::Error> {
+        String::deserialize(deserializer)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
 }

@@ -6,8 +6,8 @@
 //! run it on the blocking pool. WAL mode lets readers proceed during a write.
 
 use super::{
-    BillingStore, FunctionRecord, KeyRecord, LedgerRecord, RegistryStore, StorageError,
-    TenantRecord, UsageFilter, UsageGrouping, UsageRow, VersionRecord,
+    BillingStore, FunctionRecord, KeyRecord, LedgerRecord, RegistryStore, StorageError, TenantRecord, UsageFilter,
+    UsageGrouping, UsageRow, VersionRecord,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
@@ -92,16 +92,10 @@ impl SqliteStore {
         })
     }
 
-    fn with<T>(
-        &self,
-        f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>,
-    ) -> Result<T, StorageError> {
+    fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StorageError> {
         // A panic while holding the lock leaves SQLite itself consistent (an
         // open transaction is rolled back on drop), so poisoning is ignored.
-        let mut connection = self
-            .connection
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
+        let mut connection = self.connection.lock().unwrap_or_else(PoisonError::into_inner);
         f(&mut connection).map_err(db)
     }
 }
@@ -142,7 +136,9 @@ impl RegistryStore for SqliteStore {
         self.with(|connection| {
             let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let next: Option<u32> = tx
-                .query_row("SELECT next_version FROM functions WHERE name = ?1", [function], |r| r.get(0))
+                .query_row("SELECT next_version FROM functions WHERE name = ?1", [function], |r| {
+                    r.get(0)
+                })
                 .optional()?;
             let version = next.unwrap_or(1);
             let record = VersionRecord {
@@ -167,11 +163,7 @@ impl RegistryStore for SqliteStore {
         })
     }
 
-    fn activate(
-        &self,
-        function: &str,
-        version: u32,
-    ) -> Result<Option<VersionRecord>, StorageError> {
+    fn activate(&self, function: &str, version: u32) -> Result<Option<VersionRecord>, StorageError> {
         self.with(|connection| {
             let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let record = tx
@@ -182,7 +174,10 @@ impl RegistryStore for SqliteStore {
                 )
                 .optional()?;
             if record.is_some() {
-                tx.execute("UPDATE functions SET active_version = ?2 WHERE name = ?1", params![function, version])?;
+                tx.execute(
+                    "UPDATE functions SET active_version = ?2 WHERE name = ?1",
+                    params![function, version],
+                )?;
             }
             tx.commit()?;
             Ok(record)
@@ -191,8 +186,7 @@ impl RegistryStore for SqliteStore {
 
     fn delete(&self, function: &str) -> Result<bool, StorageError> {
         self.with(|connection| {
-            let tx =
-                connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+            let tx = connection.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
             let removed = tx.execute("DELETE FROM functions WHERE name = ?1", [function])?;
             tx.execute("DELETE FROM versions WHERE function = ?1", [function])?;
             tx.commit()?;
@@ -244,9 +238,7 @@ const LEDGER_COLUMNS: &str = "event_id, invocation_id, seq, tenant, function, mo
 
 /// UTC day `YYYY-MM-DD` of a time in ms since the epoch.
 pub fn utc_day(time_ms: u64) -> String {
-    let text = humantime::format_rfc3339_seconds(
-        std::time::UNIX_EPOCH + std::time::Duration::from_millis(time_ms),
-    );
+    let text = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(time_ms));
     text.to_string()[..10].to_owned()
 }
 
@@ -327,8 +319,7 @@ impl BillingStore for SqliteStore {
 
     fn tenants(&self) -> Result<Vec<TenantRecord>, StorageError> {
         self.with(|c| {
-            let mut statement =
-                c.prepare("SELECT name, quotas_json, created_ms FROM tenants ORDER BY name")?;
+            let mut statement = c.prepare("SELECT name, quotas_json, created_ms FROM tenants ORDER BY name")?;
             let rows = statement.query_map([], |row| {
                 Ok(TenantRecord {
                     name: row.get(0)?,
@@ -373,11 +364,9 @@ impl BillingStore for SqliteStore {
     fn add_price_table(&self, table_json: &str) -> Result<u32, StorageError> {
         self.with(|c| {
             let tx = c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-            let next: u32 = tx.query_row(
-                "SELECT COALESCE(MAX(version), 0) + 1 FROM price_tables",
-                [],
-                |r| r.get(0),
-            )?;
+            let next: u32 = tx.query_row("SELECT COALESCE(MAX(version), 0) + 1 FROM price_tables", [], |r| {
+                r.get(0)
+            })?;
             tx.execute(
                 "INSERT INTO price_tables (version, table_json, created_ms) VALUES (?1, ?2, ?3)",
                 params![next, table_json, now_ms()],
@@ -447,37 +436,28 @@ impl BillingStore for SqliteStore {
         })
     }
 
-    fn usage(
-        &self,
-        filter: &UsageFilter,
-        grouping: UsageGrouping,
-    ) -> Result<Vec<UsageRow>, StorageError> {
+    fn usage(&self, filter: &UsageFilter, grouping: UsageGrouping) -> Result<Vec<UsageRow>, StorageError> {
         // Summed in Rust from the matching rows: memory_byte_ms is a u128
         // and SQLite integers stop at i64.
         let records = self.ledger(filter)?;
-        let mut groups: std::collections::BTreeMap<(String, Option<String>), (UsageRow, u128)> =
-            Default::default();
+        let mut groups: std::collections::BTreeMap<(String, Option<String>), (UsageRow, u128)> = Default::default();
         for r in records {
             let key = match grouping {
                 UsageGrouping::Tenant => None,
-                UsageGrouping::Function => {
-                    Some(r.function.clone().unwrap_or_else(|| "(api)".into()))
-                }
+                UsageGrouping::Function => Some(r.function.clone().unwrap_or_else(|| "(api)".into())),
                 UsageGrouping::Model => Some(r.model.clone().unwrap_or_else(|| "(none)".into())),
                 UsageGrouping::Day => Some(utc_day(r.time_ms)),
             };
-            let (row, memory) = groups
-                .entry((r.tenant.clone(), key.clone()))
-                .or_insert_with(|| {
-                    (
-                        UsageRow {
-                            tenant: r.tenant.clone(),
-                            key,
-                            ..UsageRow::default()
-                        },
-                        0,
-                    )
-                });
+            let (row, memory) = groups.entry((r.tenant.clone(), key.clone())).or_insert_with(|| {
+                (
+                    UsageRow {
+                        tenant: r.tenant.clone(),
+                        key,
+                        ..UsageRow::default()
+                    },
+                    0,
+                )
+            });
             row.invocations += r.invocations;
             row.wall_ns += r.wall_ns;
             row.cpu_ns += r.cpu_ns;

@@ -96,36 +96,20 @@ impl TestNode {
         let response = self.router.clone().oneshot(request).await.unwrap();
         let status = response.status();
         let headers = response.headers().clone();
-        let body = response
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes().to_vec());
-        Response {
-            status,
-            headers,
-            body,
-        }
+        let body = response.into_body().collect().await.map(|b| b.to_bytes().to_vec());
+        Response { status, headers, body }
     }
 
     pub async fn get(&self, path: &str) -> Response {
-        self.send(Request::get(path).body(Body::empty()).unwrap())
-            .await
+        self.send(Request::get(path).body(Body::empty()).unwrap()).await
     }
 
     pub async fn post(&self, path: &str, body: impl Into<Body>) -> Response {
-        self.send(Request::post(path).body(body.into()).unwrap())
-            .await
+        self.send(Request::post(path).body(body.into()).unwrap()).await
     }
 
     /// An admin request with the token.
-    pub async fn admin(
-        &self,
-        method: &str,
-        path: &str,
-        body: Body,
-        content_type: Option<&str>,
-    ) -> Response {
+    pub async fn admin(&self, method: &str, path: &str, body: Body, content_type: Option<&str>) -> Response {
         let mut builder = Request::builder()
             .method(method)
             .uri(path)
@@ -149,12 +133,7 @@ impl TestNode {
     }
 
     /// Deploys and asserts success.
-    pub async fn deploy(
-        &self,
-        name: &str,
-        spec: &FunctionSpec,
-        component: &[u8],
-    ) -> serde_json::Value {
+    pub async fn deploy(&self, name: &str, spec: &FunctionSpec, component: &[u8]) -> serde_json::Value {
         let response = self.try_deploy(name, spec, component).await;
         assert_eq!(
             response.status,
@@ -166,11 +145,7 @@ impl TestNode {
     }
 
     /// Deploys the test guest at `/t` (or the given routes) with a spec tweak.
-    pub async fn deploy_guests(
-        &self,
-        name: &str,
-        tweak: impl FnOnce(&mut FunctionSpec),
-    ) -> serde_json::Value {
+    pub async fn deploy_guests(&self, name: &str, tweak: impl FnOnce(&mut FunctionSpec)) -> serde_json::Value {
         let mut spec = FunctionSpec {
             routes: vec![format!("/{name}")],
             ..FunctionSpec::default()
@@ -198,16 +173,12 @@ impl Response {
     }
 
     pub fn json(&self) -> serde_json::Value {
-        serde_json::from_str(&self.text())
-            .unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
+        serde_json::from_str(&self.text()).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.text()))
     }
 
     /// The stable error code of a JSON error body.
     pub fn code(&self) -> String {
-        self.json()["error"]["code"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
+        self.json()["error"]["code"].as_str().unwrap_or_default().to_owned()
     }
 
     pub fn invocation_id(&self) -> Option<String> {

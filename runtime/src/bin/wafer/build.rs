@@ -36,8 +36,7 @@ fn build_rust(dir: &Path) -> Result<PathBuf> {
         .env_remove("CARGO_TARGET_DIR")
         .output()
         .context("cannot run cargo metadata")?;
-    let metadata: serde_json::Value =
-        serde_json::from_slice(&metadata.stdout).context("cargo metadata output")?;
+    let metadata: serde_json::Value = serde_json::from_slice(&metadata.stdout).context("cargo metadata output")?;
     let target_dir = metadata["target_directory"]
         .as_str()
         .context("cargo metadata has no target_directory")?;
@@ -78,14 +77,9 @@ fn ensure_rust_target() -> Result<()> {
         bail!("cannot run rustc (is Rust installed? https://rustup.rs)");
     };
     let sysroot = String::from_utf8_lossy(&sysroot.stdout).trim().to_owned();
-    let installed = Path::new(&sysroot)
-        .join("lib/rustlib")
-        .join(RUST_TARGET)
-        .exists();
+    let installed = Path::new(&sysroot).join("lib/rustlib").join(RUST_TARGET).exists();
     if !installed {
-        bail!(
-            "the Rust target {RUST_TARGET} is not installed; install it with:\n  rustup target add {RUST_TARGET}"
-        );
+        bail!("the Rust target {RUST_TARGET} is not installed; install it with:\n  rustup target add {RUST_TARGET}");
     }
     Ok(())
 }

@@ -1,6 +1,6 @@
 //! Client commands: talk to a node's admin API and call functions.
 
-use crate::{Command, Target};
+use crate::{Command, KeyCommand, QuotaArgs, Target, TenantCommand};
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -15,9 +15,7 @@ pub fn default_data_dir() -> PathBuf {
 }
 
 pub fn run(command: Command) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
     runtime.block_on(dispatch(command))
 }
 
@@ -27,8 +25,9 @@ async fn dispatch(command: Command) -> Result<()> {
             path,
             name,
             routes,
+            tenant,
             target,
-        } => deploy(&Client::new(&target)?, &path, name, &routes).await,
+        } => deploy(&Client::new(&target)?, &path, name, &routes, tenant).await,
         Command::List { target } => list(&Client::new(&target)?).await,
         Command::Versions { name, target } => versions(&Client::new(&target)?, &name).await,
         Command::Rollback {
@@ -53,11 +52,7 @@ async fn dispatch(command: Command) -> Result<()> {
         Command::Delete { name, target } => {
             let client = Client::new(&target)?;
             client
-                .send(
-                    client
-                        .http
-                        .delete(client.admin(&format!("functions/{name}"))),
-                )
+                .send(client.http.delete(client.admin(&format!("functions/{name}"))))
                 .await?;
             println!("deleted {name}");
             Ok(())
@@ -70,24 +65,43 @@ async fn dispatch(command: Command) -> Result<()> {
             headers,
             include,
             target,
-        } => {
-            invoke(
-                &Client::new(&target)?,
-                &name,
-                &path,
-                method,
-                data,
-                &headers,
-                include,
-            )
-            .await
-        }
+        } => invoke(&Client::new(&target)?, &name, &path, method, data, &headers, include).await,
         Command::Logs {
             name,
             follow,
             tail,
             target,
         } => logs(&Client::new(&target)?, &name, follow, tail).await,
+        Command::Tenants { command, target } => tenants(&Client::new(&target)?, command).await,
+        Command::Keys { command, target } => keys(&Client::new(&target)?, command).await,
+        Command::Usage {
+            tenant,
+            since,
+            until,
+            by,
+            csv,
+            target,
+        } => {
+            let mut query = vec![("by", by), ("format", if csv { "csv" } else { "json" }.to_owned())];
+            query.extend(tenant.map(|t| ("tenant", t)));
+            query.extend(since.map(|t| ("since", t)));
+            query.extend(until.map(|t| ("until", t)));
+            usage(&Client::new(&target)?, "usage", &query, csv).await
+        }
+        Command::Invoice {
+            period,
+            tenant,
+            csv,
+            target,
+        } => {
+            let mut query = vec![
+                ("period", period),
+                ("format", if csv { "csv" } else { "json" }.to_owned()),
+            ];
+            query.extend(tenant.map(|t| ("tenant", t)));
+            usage(&Client::new(&target)?, "invoice", &query, csv).await
+        }
+        Command::Pricing { set, target } => pricing(&Client::new(&target)?, set.as_deref()).await,
         Command::Serve { .. } | Command::New { .. } | Command::Build { .. } => {
             unreachable!("handled in main")
         }
@@ -135,20 +149,14 @@ impl Client {
         let message = body["error"]["message"].as_str().unwrap_or("no details");
         let code = body["error"]["code"].as_str().unwrap_or("error");
         if status == reqwest::StatusCode::UNAUTHORIZED && self.token.is_none() {
-            bail!(
-                "{message} ({code}); no token found: set WAFER_TOKEN or --data-dir to the node's data dir"
-            );
+            bail!("{message} ({code}); no token found: set WAFER_TOKEN or --data-dir to the node's data dir");
         }
         bail!("{message} ({code}, HTTP {})", status.as_u16())
     }
 }
 
 /// Reads a function folder or component file into (name, spec, bytes).
-pub fn load_function(
-    path: &Path,
-    name: Option<String>,
-    routes: &[String],
-) -> Result<(String, FunctionSpec, Vec<u8>)> {
+pub fn load_function(path: &Path, name: Option<String>, routes: &[String]) -> Result<(String, FunctionSpec, Vec<u8>)> {
     let (manifest_name, mut spec, component) = if path.is_dir() {
         let manifest_path = path.join("wafer.toml");
         if !manifest_path.exists() {
@@ -193,14 +201,14 @@ async fn deploy(
     path: &Path,
     name: Option<String>,
     routes: &[String],
+    tenant: Option<String>,
 ) -> Result<()> {
     let (name, spec, bytes) = load_function(path, name, routes)?;
     let size = bytes.len();
     let form = reqwest::multipart::Form::new()
         .part(
             "spec",
-            reqwest::multipart::Part::text(serde_json::to_string(&spec)?)
-                .mime_str("application/json")?,
+            reqwest::multipart::Part::text(serde_json::to_string(&spec)?).mime_str("application/json")?,
         )
         .part(
             "component",
@@ -213,6 +221,7 @@ async fn deploy(
             client
                 .http
                 .post(client.admin(&format!("functions/{name}")))
+                .query(&tenant.map(|t| vec![("tenant", t)]).unwrap_or_default())
                 .multipart(form),
         )
         .await?
@@ -222,11 +231,7 @@ async fn deploy(
         "deployed {name} v{} ({} KiB, sha256 {})",
         info["version"],
         size / 1024,
-        info["digest"]
-            .as_str()
-            .unwrap_or("?")
-            .get(..12)
-            .unwrap_or("?")
+        info["digest"].as_str().unwrap_or("?").get(..12).unwrap_or("?")
     );
     for route in info["routes"]
         .as_array()
@@ -274,11 +279,7 @@ async fn list(client: &Client) -> Result<()> {
 
 async fn versions(client: &Client, name: &str) -> Result<()> {
     let versions: Vec<serde_json::Value> = client
-        .send(
-            client
-                .http
-                .get(client.admin(&format!("functions/{name}/versions"))),
-        )
+        .send(client.http.get(client.admin(&format!("functions/{name}/versions"))))
         .await?
         .json()
         .await?;
@@ -288,20 +289,14 @@ async fn versions(client: &Client, name: &str) -> Result<()> {
     );
     for v in versions {
         let created = v["created_ms"].as_u64().unwrap_or_default();
-        let when = humantime::format_rfc3339_seconds(
-            std::time::UNIX_EPOCH + std::time::Duration::from_millis(created),
-        );
+        let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(created));
         println!(
             "{:>7}  {:<14} {:>10}  {:<20} {}",
             v["version"],
             v["digest"].as_str().unwrap_or("?").get(..12).unwrap_or("?"),
             v["size"],
             when.to_string(),
-            if v["active"].as_bool() == Some(true) {
-                "*"
-            } else {
-                ""
-            }
+            if v["active"].as_bool() == Some(true) { "*" } else { "" }
         );
     }
     Ok(())
@@ -355,13 +350,7 @@ async fn invoke(
         Some(text) => Some(text.as_bytes().to_vec()),
         None => None,
     };
-    let method = method.unwrap_or_else(|| {
-        if body.is_some() {
-            "POST".into()
-        } else {
-            "GET".into()
-        }
-    });
+    let method = method.unwrap_or_else(|| if body.is_some() { "POST".into() } else { "GET".into() });
     let mut request = client
         .http
         .request(reqwest::Method::from_bytes(method.as_bytes())?, &url);
@@ -369,18 +358,13 @@ async fn invoke(
         request = request.header(reqwest::header::HOST, host);
     }
     for header in headers {
-        let (k, v) = header
-            .split_once(':')
-            .context("headers look like `Name: value`")?;
+        let (k, v) = header.split_once(':').context("headers look like `Name: value`")?;
         request = request.header(k.trim(), v.trim());
     }
     if let Some(body) = body {
         request = request.body(body);
     }
-    let mut response = request
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {url}"))?;
+    let mut response = request.send().await.with_context(|| format!("cannot reach {url}"))?;
     if include {
         println!("{:?} {}", response.version(), response.status());
         for (k, v) in response.headers() {
@@ -401,9 +385,7 @@ async fn invoke(
 }
 
 async fn logs(client: &Client, name: &str, follow: bool, tail: usize) -> Result<()> {
-    let url = client.admin(&format!(
-        "functions/{name}/logs?tail={tail}&follow={follow}"
-    ));
+    let url = client.admin(&format!("functions/{name}/logs?tail={tail}&follow={follow}"));
     let mut response = client.send(client.http.get(url)).await?;
     let mut pending = Vec::new();
     let mut stdout = std::io::stdout().lock();
@@ -413,9 +395,7 @@ async fn logs(client: &Client, name: &str, follow: bool, tail: usize) -> Result<
             let line: Vec<u8> = pending.drain(..=end).collect();
             let entry: serde_json::Value = serde_json::from_slice(&line).unwrap_or_default();
             let time = entry["time_ms"].as_u64().unwrap_or_default();
-            let when = humantime::format_rfc3339_millis(
-                std::time::UNIX_EPOCH + std::time::Duration::from_millis(time),
-            );
+            let when = humantime::format_rfc3339_millis(std::time::UNIX_EPOCH + std::time::Duration::from_millis(time));
             writeln!(
                 stdout,
                 "{when} {} {:<6} {}",
@@ -426,5 +406,193 @@ async fn logs(client: &Client, name: &str, follow: bool, tail: usize) -> Result<
             stdout.flush()?;
         }
     }
+    Ok(())
+}
+
+fn quotas_json(quotas: &QuotaArgs) -> serde_json::Value {
+    let mut map = serde_json::Map::new();
+    if let Some(v) = quotas.rate {
+        map.insert("requests_per_second".into(), v.into());
+    }
+    if let Some(v) = quotas.burst {
+        map.insert("burst".into(), v.into());
+    }
+    if let Some(v) = quotas.concurrency {
+        map.insert("max_concurrency".into(), v.into());
+    }
+    if let Some(v) = quotas.budget {
+        map.insert("monthly_budget_micros".into(), v.into());
+    }
+    if let Some(v) = quotas.tokens {
+        map.insert("monthly_tokens".into(), v.into());
+    }
+    serde_json::Value::Object(map)
+}
+
+fn show(value: &serde_json::Value) -> String {
+    match value {
+        serde_json::Value::Null => "-".into(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn tenants(client: &Client, command: TenantCommand) -> Result<()> {
+    match command {
+        TenantCommand::Create { name, quotas } => {
+            let body = serde_json::json!({ "name": name, "quotas": quotas_json(&quotas) });
+            client
+                .send(client.http.post(client.admin("tenants")).json(&body))
+                .await?;
+            println!("created tenant {name}");
+        }
+        TenantCommand::Set { name, quotas } => {
+            client
+                .send(
+                    client
+                        .http
+                        .put(client.admin(&format!("tenants/{name}/quotas")))
+                        .json(&quotas_json(&quotas)),
+                )
+                .await?;
+            println!("updated quotas of {name}");
+        }
+        TenantCommand::List => {
+            let tenants: Vec<serde_json::Value> = client
+                .send(client.http.get(client.admin("tenants")))
+                .await?
+                .json()
+                .await?;
+            println!(
+                "{:<20} {:>8} {:>6} {:>6} {:>14} {:>12} {:>14}",
+                "TENANT", "RATE/S", "BURST", "CONC", "BUDGET", "TOKENS/MO", "SPENT (µ)"
+            );
+            for t in tenants {
+                let q = &t["quotas"];
+                println!(
+                    "{:<20} {:>8} {:>6} {:>6} {:>14} {:>12} {:>14}",
+                    show(&t["name"]),
+                    show(&q["requests_per_second"]),
+                    show(&q["burst"]),
+                    show(&q["max_concurrency"]),
+                    show(&q["monthly_budget_micros"]),
+                    show(&q["monthly_tokens"]),
+                    show(&t["spent_this_month_micros"]),
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+async fn keys(client: &Client, command: KeyCommand) -> Result<()> {
+    match command {
+        KeyCommand::Create { tenant, scope } => {
+            let body = serde_json::json!({ "tenant": tenant, "scope": scope });
+            let key: serde_json::Value = client
+                .send(client.http.post(client.admin("keys")).json(&body))
+                .await?
+                .json()
+                .await?;
+            println!(
+                "API key for tenant {} with scope {} (shown once; store it now):",
+                show(&key["tenant"]),
+                show(&key["scope"])
+            );
+            println!("  {}", show(&key["key"]));
+            println!("id: {}", show(&key["id"]));
+        }
+        KeyCommand::List { tenant } => {
+            let mut request = client.http.get(client.admin("keys"));
+            if let Some(tenant) = tenant {
+                request = request.query(&[("tenant", tenant)]);
+            }
+            let keys: Vec<serde_json::Value> = client.send(request).await?.json().await?;
+            println!("{:<14} {:<20} {:<8} {:<8}", "ID", "TENANT", "SCOPE", "STATE");
+            for k in keys {
+                let state = if k["revoked_ms"].is_null() { "live" } else { "revoked" };
+                println!(
+                    "{:<14} {:<20} {:<8} {:<8}",
+                    show(&k["id"]),
+                    show(&k["tenant"]),
+                    show(&k["scope"]),
+                    state
+                );
+            }
+        }
+        KeyCommand::Revoke { id } => {
+            client
+                .send(client.http.delete(client.admin(&format!("keys/{id}"))))
+                .await?;
+            println!("revoked {id}");
+        }
+    }
+    Ok(())
+}
+
+async fn usage(client: &Client, path: &str, query: &[(&str, String)], csv: bool) -> Result<()> {
+    let response = client.send(client.http.get(client.admin(path)).query(query)).await?;
+    if csv {
+        print!("{}", response.text().await?);
+        return Ok(());
+    }
+    let value: serde_json::Value = response.json().await?;
+    let rows = match value.get("lines") {
+        Some(lines) => {
+            println!("invoice for {} — {}", show(&value["tenant"]), show(&value["period"]));
+            lines.as_array().cloned().unwrap_or_default()
+        }
+        None => value.as_array().cloned().unwrap_or_default(),
+    };
+    println!(
+        "{:<16} {:<28} {:>10} {:>12} {:>12} {:>10} {:>10} {:>14}",
+        "TENANT", "GROUP", "INVOKED", "CPU ms", "GiB·s", "TOK IN", "TOK OUT", "AMOUNT (µ)"
+    );
+    for r in rows {
+        println!(
+            "{:<16} {:<28} {:>10} {:>12.1} {:>12.6} {:>10} {:>10} {:>14}",
+            show(&r["tenant"]),
+            show(&r["key"]),
+            show(&r["invocations"]),
+            r["cpu_ns"].as_f64().unwrap_or_default() / 1e6,
+            r["gb_seconds"].as_f64().unwrap_or_default(),
+            show(&r["tokens_in"]),
+            show(&r["tokens_out"]),
+            show(&r["amount_micros"]),
+        );
+    }
+    if let Some(total) = value.get("total_micros") {
+        println!("total: {} micro-units", show(total));
+    }
+    Ok(())
+}
+
+async fn pricing(client: &Client, set: Option<&Path>) -> Result<()> {
+    let value: serde_json::Value = match set {
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let table: serde_json::Value = if path.extension().is_some_and(|e| e == "json") {
+                serde_json::from_str(&text)?
+            } else {
+                let toml: toml::Value = toml::from_str(&text)?;
+                let toml = toml.get("pricing").cloned().unwrap_or(toml);
+                serde_json::to_value(toml)?
+            };
+            client
+                .send(client.http.put(client.admin("pricing")).json(&table))
+                .await?
+                .json()
+                .await?
+        }
+        None => {
+            client
+                .send(client.http.get(client.admin("pricing")))
+                .await?
+                .json()
+                .await?
+        }
+    };
+    println!("price table v{} (micro-units)", show(&value["version"]));
+    println!("{}", serde_json::to_string_pretty(&value["table"])?);
     Ok(())
 }

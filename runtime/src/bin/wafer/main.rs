@@ -22,12 +22,7 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct Target {
     /// The node's URL.
-    #[arg(
-        long,
-        env = "WAFER_URL",
-        default_value = "http://127.0.0.1:8080",
-        global = true
-    )]
+    #[arg(long, env = "WAFER_URL", default_value = "http://127.0.0.1:8080", global = true)]
     url: String,
     /// Admin token; by default read from the data dir's `admin-token`.
     #[arg(long, env = "WAFER_TOKEN", hide_env_values = true, global = true)]
@@ -65,6 +60,9 @@ enum Command {
         /// Route prefix, repeatable (overrides the manifest; default `/NAME`).
         #[arg(long = "route")]
         routes: Vec<String>,
+        /// Deploy into this tenant (operator only; keys deploy into their own).
+        #[arg(long)]
+        tenant: Option<String>,
         #[command(flatten)]
         target: Target,
     },
@@ -132,6 +130,61 @@ enum Command {
         #[command(flatten)]
         target: Target,
     },
+    /// Manage tenants (operator).
+    Tenants {
+        #[command(subcommand)]
+        command: TenantCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Manage API keys.
+    Keys {
+        #[command(subcommand)]
+        command: KeyCommand,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print usage from the ledger as a table.
+    Usage {
+        /// Only this tenant (the operator sees all by default).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// From this date (YYYY-MM-DD or RFC 3339), inclusive.
+        #[arg(long)]
+        since: Option<String>,
+        /// Before this date.
+        #[arg(long)]
+        until: Option<String>,
+        /// Group by tenant, function, model or day.
+        #[arg(long, default_value = "tenant")]
+        by: String,
+        /// Print CSV instead of a table.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Print a tenant's invoice for a month.
+    Invoice {
+        /// The month, YYYY-MM.
+        period: String,
+        /// The tenant (the operator's default tenant otherwise).
+        #[arg(long)]
+        tenant: Option<String>,
+        /// Print CSV.
+        #[arg(long)]
+        csv: bool,
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Show or change the price table.
+    Pricing {
+        /// A TOML or JSON file with the new table (operator); without it, show the table.
+        #[arg(long)]
+        set: Option<PathBuf>,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Create a new function from a template.
     New {
         #[command(subcommand)]
@@ -142,6 +195,70 @@ enum Command {
         /// The function folder.
         #[arg(default_value = ".")]
         dir: PathBuf,
+    },
+}
+
+/// Quota flags shared by `tenants create` and `tenants set`.
+#[derive(clap::Args, Clone, Default)]
+struct QuotaArgs {
+    /// Sustained requests per second.
+    #[arg(long)]
+    rate: Option<f64>,
+    /// Burst above the rate.
+    #[arg(long)]
+    burst: Option<u32>,
+    /// Invocations at once.
+    #[arg(long)]
+    concurrency: Option<u32>,
+    /// Monthly budget in micro-units.
+    #[arg(long)]
+    budget: Option<u64>,
+    /// Model tokens per month.
+    #[arg(long)]
+    tokens: Option<u64>,
+}
+
+#[derive(Subcommand)]
+enum TenantCommand {
+    /// Create a tenant.
+    Create {
+        /// Tenant name.
+        name: String,
+        #[command(flatten)]
+        quotas: QuotaArgs,
+    },
+    /// Replace a tenant's quotas.
+    Set {
+        /// Tenant name.
+        name: String,
+        #[command(flatten)]
+        quotas: QuotaArgs,
+    },
+    /// List tenants with their quotas and this month's spend.
+    List,
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key (shown once).
+    Create {
+        /// The tenant it belongs to.
+        #[arg(long)]
+        tenant: Option<String>,
+        /// deploy, invoke, read or admin.
+        #[arg(long)]
+        scope: String,
+    },
+    /// List keys (ids, never secrets).
+    List {
+        /// Only this tenant's keys.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
+    /// Revoke a key by id.
+    Revoke {
+        /// The key id (`wafer keys list`).
+        id: String,
     },
 }
 

@@ -21,35 +21,22 @@ pub enum Language {
 
 pub fn run(language: Language) -> Result<()> {
     match language {
-        Language::Rust {
-            name,
-            dir,
-            sdk_path,
-        } => new_rust(&name, dir, sdk_path),
+        Language::Rust { name, dir, sdk_path } => new_rust(&name, dir, sdk_path),
     }
 }
 
 fn new_rust(name: &str, dir: Option<PathBuf>, sdk_path: Option<PathBuf>) -> Result<()> {
     wafer_runtime::manifest::validate_name(name).map_err(anyhow::Error::msg)?;
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
-    if dir.exists()
-        && dir
-            .read_dir()
-            .map(|mut d| d.next().is_some())
-            .unwrap_or(true)
-    {
+    if dir.exists() && dir.read_dir().map(|mut d| d.next().is_some()).unwrap_or(true) {
         bail!("{} already exists and is not empty", dir.display());
     }
     let sdk = match sdk_path {
         Some(path) => path,
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/rust"),
     };
-    let sdk = std::fs::canonicalize(&sdk).with_context(|| {
-        format!(
-            "cannot find the wafer-sdk crate at {} (pass --sdk-path)",
-            sdk.display()
-        )
-    })?;
+    let sdk = std::fs::canonicalize(&sdk)
+        .with_context(|| format!("cannot find the wafer-sdk crate at {} (pass --sdk-path)", sdk.display()))?;
     std::fs::create_dir_all(dir.join("src"))?;
     let crate_name = name.replace('-', "_");
     std::fs::write(

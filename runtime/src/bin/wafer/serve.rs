@@ -19,9 +19,8 @@ pub fn run(
 ) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG").unwrap_or_else(|_| {
-                tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")
-            }),
+            tracing_subscriber::EnvFilter::try_from_env("WAFER_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
         )
         .init();
     let config = match config {
@@ -35,18 +34,11 @@ pub fn run(
     let data_dir = data_dir
         .or_else(|| config.data_dir.clone())
         .unwrap_or_else(crate::client::default_data_dir);
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(serve(config, listen, data_dir, deploy))
 }
 
-async fn serve(
-    config: NodeConfig,
-    listen: SocketAddr,
-    data_dir: PathBuf,
-    deploy: Vec<PathBuf>,
-) -> Result<()> {
+async fn serve(config: NodeConfig, listen: SocketAddr, data_dir: PathBuf, deploy: Vec<PathBuf>) -> Result<()> {
     let grace = config.node.shutdown_grace.0;
     let (node, new_token) = Node::open(config, &data_dir)
         .await
@@ -106,14 +98,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(term) => term,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(term) => term,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}
