@@ -96,28 +96,35 @@ def main():
     build()
     wasmtime = find_wasmtime()
     version = subprocess.run([wasmtime, "--version"], capture_output=True, text=True).stdout.strip()
-    results = {"wafer": [], "wasmtime": []}
+    results = {"wafer": [], "wafer-unmetered": [], "wasmtime": []}
     instantiation = []
     for round_ in range(args.rounds):
-        data = tempfile.mkdtemp()
-        wafer = start([WAFER, "serve", "--listen", "127.0.0.1:18080", "--data-dir", data,
-                       "--deploy", os.path.join(ROOT, "examples/hello")], "http://127.0.0.1:18080/hello")
-        wrk("http://127.0.0.1:18080/hello", 2, args.connections)  # warm-up
-        s0 = metric("http://127.0.0.1:18080/metrics", "wafer_instantiation_seconds_sum")
-        c0 = metric("http://127.0.0.1:18080/metrics", "wafer_instantiation_seconds_count")
-        results["wafer"].append(wrk("http://127.0.0.1:18080/hello", args.duration, args.connections))
-        s1 = metric("http://127.0.0.1:18080/metrics", "wafer_instantiation_seconds_sum")
-        c1 = metric("http://127.0.0.1:18080/metrics", "wafer_instantiation_seconds_count")
-        instantiation.append((s1 - s0) / max(c1 - c0, 1) * 1e6)
-        stop(wafer)
-        shutil.rmtree(data, ignore_errors=True)
+        for name, billing in [("wafer", "true"), ("wafer-unmetered", "false")]:
+            data = tempfile.mkdtemp()
+            config = os.path.join(data, "node.toml")
+            with open(config, "w") as f:
+                f.write(f"[billing]\nenabled = {billing}\n[pricing]\nper_invocation = 2\nper_gb_second = 17\n")
+            wafer = start([WAFER, "serve", "--listen", "127.0.0.1:18080", "--data-dir", os.path.join(data, "d"),
+                           "--config", config, "--deploy", os.path.join(ROOT, "examples/hello")],
+                          "http://127.0.0.1:18080/hello")
+            wrk("http://127.0.0.1:18080/hello", 2, args.connections)  # warm-up
+            s0 = metric("http://127.0.0.1:18080/metrics", "wafer_instantiation_seconds_sum")
+            c0 = metric("http://127.0.0.1:18080/metrics", "wafer_instantiation_seconds_count")
+            results[name].append(wrk("http://127.0.0.1:18080/hello", args.duration, args.connections))
+            s1 = metric("http://127.0.0.1:18080/metrics", "wafer_instantiation_seconds_sum")
+            c1 = metric("http://127.0.0.1:18080/metrics", "wafer_instantiation_seconds_count")
+            if name == "wafer":
+                instantiation.append((s1 - s0) / max(c1 - c0, 1) * 1e6)
+            stop(wafer)
+            shutil.rmtree(data, ignore_errors=True)
 
         ws = start([wasmtime, "serve", "--addr", "127.0.0.1:18081", "-Scli", "--env", "GREETING=Hello", COMPONENT],
                    "http://127.0.0.1:18081/hello")
         wrk("http://127.0.0.1:18081/hello", 2, args.connections)
         results["wasmtime"].append(wrk("http://127.0.0.1:18081/hello", args.duration, args.connections))
         stop(ws)
-        print(f"round {round_ + 1}: wafer {results['wafer'][-1]['rps']:.0f} req/s, "
+        print(f"round {round_ + 1}: wafer {results['wafer'][-1]['rps']:.0f} req/s "
+              f"(unmetered {results['wafer-unmetered'][-1]['rps']:.0f}), "
               f"wasmtime {results['wasmtime'][-1]['rps']:.0f} req/s, instantiation {instantiation[-1]:.1f} µs",
               flush=True)
 
@@ -128,10 +135,14 @@ def main():
     print(f"wrk -t2 -c{args.connections} -d{args.duration}s --latency, {args.rounds} rounds, medians; peer: {version}")
     print("| server | req/s | p50 ms | p99 ms | non-2xx |")
     print("| --- | --- | --- | --- | --- |")
-    for name in ["wafer", "wasmtime"]:
-        print(f"| {name} serve | {med(name, 'rps'):.0f} | {med(name, 'p50'):.2f} | {med(name, 'p99'):.2f} | "
+    labels = {"wafer": "wafer serve (metered, durable ledger)", "wafer-unmetered": "wafer serve, billing.enabled = false",
+              "wasmtime": "wasmtime serve -Scli"}
+    for name in ["wafer", "wafer-unmetered", "wasmtime"]:
+        print(f"| {labels[name]} | {med(name, 'rps'):.0f} | {med(name, 'p50'):.2f} | {med(name, 'p99'):.2f} | "
               f"{sum(r['non2xx'] for r in results[name])} |")
     print(f"\nthroughput ratio wafer / wasmtime serve: {med('wafer', 'rps') / med('wasmtime', 'rps'):.2f}x")
+    cost = 1 - med('wafer', 'rps') / med('wafer-unmetered', 'rps')
+    print(f"metering + durable ledger cost on hello throughput: {cost * 100:.1f}%")
     print(f"wafer instantiation per request (from /metrics): median {statistics.median(instantiation):.1f} µs")
 
 

@@ -47,6 +47,24 @@ pub struct NodeConfig {
     pub pricing: crate::billing::pricing::PriceTable,
     /// Default quotas of every tenant (each may override them).
     pub quotas: crate::billing::quotas::TenantQuotas,
+    /// Metering switch.
+    pub billing: BillingConfig,
+}
+
+/// Whether invocations are metered into the ledger.
+#[derive(Clone, Debug, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct BillingConfig {
+    /// On by default. Off only for a private node that bills nobody, or to
+    /// measure what metering costs (`bench/http_hello.py`); budgets and token
+    /// quotas then see no spend.
+    pub enabled: bool,
+}
+
+impl Default for BillingConfig {
+    fn default() -> Self {
+        Self { enabled: true }
+    }
 }
 
 impl NodeConfig {

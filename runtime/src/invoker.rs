@@ -282,7 +282,7 @@ async fn run(
         deployment: deployment.clone(),
         invocation_id: invocation_id.to_owned(),
         output,
-        permits: (function_permit, node_permit, tenant_permit),
+        permits: Some((function_permit, node_permit, tenant_permit)),
     };
     tokio::spawn(guest.run(store, request, head_tx, done_tx, cancel_rx, deadline));
 
@@ -478,7 +478,7 @@ struct GuestRun {
     invocation_id: String,
     output: GuestOutput,
     /// Held until the guest is gone, not just until it answered.
-    permits: (OwnedSemaphorePermit, OwnedSemaphorePermit, Option<OwnedSemaphorePermit>),
+    permits: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit, Option<OwnedSemaphorePermit>)>,
 }
 
 type HeadSender = oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>;
@@ -504,7 +504,7 @@ impl<F: Future> Future for CpuMetered<'_, F> {
 
 impl GuestRun {
     async fn run(
-        self,
+        mut self,
         mut store: Store<InvocationState>,
         request: Request<LimitedRequestBody>,
         head: HeadSender,
@@ -557,11 +557,23 @@ impl GuestRun {
         // Give the instance slot back before the ledger write.
         drop(store);
         self.log_outcome(&outcome);
+        // The instance is gone: its slots are free while the ledger commits.
+        drop(self.permits.take());
+        let billed = match self.node.config.billing.enabled {
+            false => None,
+            true => self.bill(&usage).await,
+        };
+        let _ = done.send(Completion { outcome, billed });
+    }
+
+    /// Records the usage durably; on failure the error is logged and the
+    /// response carries no usage headers.
+    async fn bill(&self, usage: &InvocationUsage) -> Option<Billed> {
         let function = &self.deployment.name;
-        let billed = match self
+        match self
             .node
             .billing
-            .record(&self.deployment.tenant, Some(function), &self.invocation_id, &usage)
+            .record(&self.deployment.tenant, Some(function), &self.invocation_id, usage)
             .await
         {
             Ok(billed) => Some(billed),
@@ -569,9 +581,7 @@ impl GuestRun {
                 tracing::error!(function = %function, invocation_id = %self.invocation_id, %error, "cannot record usage");
                 None
             }
-        };
-        drop(self.permits);
-        let _ = done.send(Completion { outcome, billed });
+        }
     }
 
     fn log_outcome(&self, outcome: &Result<(), Failure>) {

@@ -92,7 +92,7 @@ async fn sigkill_under_load_bills_each_completed_invocation_exactly_once() {
                 let mut n = 0u64;
                 loop {
                     n += 1;
-                    let path = if (n + worker) % 4 == 0 {
+                    let path = if (n + worker).is_multiple_of(4) {
                         "/t/alloc?mb=2"
                     } else {
                         "/t/hello"
