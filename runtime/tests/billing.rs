@@ -205,7 +205,7 @@ async fn revoked_and_malformed_keys_are_refused() {
         StatusCode::UNAUTHORIZED
     );
     let tampered = format!("{}0", &key[..key.len() - 1]);
-    for bad in ["wk_", "wk_x_y", &format!("{id}"), &tampered, "wafer_admin_", ""] {
+    for bad in ["wk_", "wk_x_y", id.as_str(), &tampered, "wafer_admin_", ""] {
         let response = with_key(&node, bad, "GET", "/v1/functions", Body::empty(), None).await;
         assert_eq!(response.status, StatusCode::UNAUTHORIZED, "{bad}");
     }
