@@ -31,9 +31,7 @@ mod tests {
             .map(|key| resolve.name_world_key(key))
             .collect();
         assert!(
-            exports
-                .iter()
-                .any(|e| e.starts_with("wasi:http/incoming-handler")),
+            exports.iter().any(|e| e.starts_with("wasi:http/incoming-handler")),
             "{exports:?}"
         );
     }

@@ -141,8 +141,7 @@ impl Request {
     /// The first value of header `name` (case-insensitive), as text (invalid
     /// UTF-8 is replaced with U+FFFD).
     pub fn header(&self, name: &str) -> Option<String> {
-        self.header_bytes(name)
-            .map(|v| String::from_utf8_lossy(v).into_owned())
+        self.header_bytes(name).map(|v| String::from_utf8_lossy(v).into_owned())
     }
 
     /// The first value of header `name` (case-insensitive), as raw bytes.
@@ -245,13 +244,10 @@ impl Request {
     fn buffer_body(&mut self) -> Result<(), Error> {
         #[cfg(target_arch = "wasm32")]
         if matches!(self.body, Body::Incoming(_)) {
-            let Body::Incoming(incoming) = std::mem::replace(&mut self.body, Body::Unavailable)
-            else {
+            let Body::Incoming(incoming) = std::mem::replace(&mut self.body, Body::Unavailable) else {
                 return Err(Error::BodyUnavailable);
             };
-            let declared_len = self
-                .header("content-length")
-                .and_then(|v| v.trim().parse::<u64>().ok());
+            let declared_len = self.header("content-length").and_then(|v| v.trim().parse::<u64>().ok());
             let bytes = crate::wasm::read_body(&incoming, self.max_body_size, declared_len)?;
             self.body = Body::Buffered(bytes);
         }
@@ -460,8 +456,7 @@ impl Response {
 impl fmt::Debug for Response {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let mut s = f.debug_struct("Response");
-        s.field("status", &self.status)
-            .field("headers", &self.headers);
+        s.field("status", &self.status).field("headers", &self.headers);
         match &self.body {
             ResponseBody::Bytes(bytes) => s.field("body_len", &bytes.len()),
             ResponseBody::Stream(_) => s.field("body", &"<stream>"),
@@ -662,10 +657,7 @@ mod tests {
     fn responses() -> Result<(), Error> {
         let resp = Response::text(404, "nope").with_header("x-a", "1");
         assert_eq!(resp.status(), 404);
-        assert_eq!(
-            resp.header("content-type"),
-            Some("text/plain; charset=utf-8")
-        );
+        assert_eq!(resp.header("content-type"), Some("text/plain; charset=utf-8"));
         assert_eq!(resp.header("X-A"), Some("1"));
         assert_eq!(resp.body(), Some(&b"nope"[..]));
         assert!(!resp.is_streaming());
@@ -700,13 +692,7 @@ mod tests {
         }
         let mut req = Request::new("POST", "/").with_body(r#"{"name":"a","n":2}"#);
         let item: Item = req.json()?;
-        assert_eq!(
-            item,
-            Item {
-                name: "a".into(),
-                n: 2
-            }
-        );
+        assert_eq!(item, Item { name: "a".into(), n: 2 });
         let resp = Response::json(201, &item);
         assert_eq!(resp.status(), 201);
         assert_eq!(resp.header("content-type"), Some("application/json"));

@@ -91,9 +91,7 @@ macro_rules! http_handler {
         const _: () = {
             struct __WaferHttpHandler;
 
-            impl $crate::__private::wasip2::exports::http::incoming_handler::Guest
-                for __WaferHttpHandler
-            {
+            impl $crate::__private::wasip2::exports::http::incoming_handler::Guest for __WaferHttpHandler {
                 fn handle(
                     request: $crate::__private::wasip2::http::types::IncomingRequest,
                     response_out: $crate::__private::wasip2::http::types::ResponseOutparam,

@@ -23,9 +23,7 @@ where
         .collect::<Vec<(String, Vec<u8>)>>();
     let request = Request::from_parts(
         method_name(incoming.method()),
-        incoming
-            .path_with_query()
-            .unwrap_or_else(|| "/".to_string()),
+        incoming.path_with_query().unwrap_or_else(|| "/".to_string()),
         incoming.authority(),
         headers,
         incoming,
@@ -55,17 +53,12 @@ fn send(response: Response, out: ResponseOutparam) {
         body,
     } = response;
     if let ResponseBody::Bytes(bytes) = &body {
-        let has_length = headers
-            .iter()
-            .any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
+        let has_length = headers.iter().any(|(k, _)| k.eq_ignore_ascii_case("content-length"));
         if !bytes.is_empty() && !has_length {
             headers.push(("content-length".into(), bytes.len().to_string()));
         }
     }
-    let entries: Vec<(String, Vec<u8>)> = headers
-        .into_iter()
-        .map(|(k, v)| (k, v.into_bytes()))
-        .collect();
+    let entries: Vec<(String, Vec<u8>)> = headers.into_iter().map(|(k, v)| (k, v.into_bytes())).collect();
     let fields = match Fields::from_list(&entries) {
         Ok(fields) => fields,
         Err(e) => {
@@ -111,10 +104,7 @@ fn send(response: Response, out: ResponseOutparam) {
 fn send_error(out: ResponseOutparam, message: &str) {
     let entries = [
         ("content-type".to_string(), b"text/plain".to_vec()),
-        (
-            "content-length".to_string(),
-            message.len().to_string().into_bytes(),
-        ),
+        ("content-length".to_string(), message.len().to_string().into_bytes()),
     ];
     let fields = Fields::from_list(&entries).unwrap_or_else(|_| Fields::new());
     let response = OutgoingResponse::new(fields);
@@ -148,9 +138,7 @@ pub(crate) fn write_all(stream: &OutputStream, mut data: &[u8]) -> Result<(), Er
             stream.subscribe().block();
             continue;
         }
-        let n = usize::try_from(permitted)
-            .unwrap_or(usize::MAX)
-            .min(data.len());
+        let n = usize::try_from(permitted).unwrap_or(usize::MAX).min(data.len());
         stream.write(&data[..n]).map_err(stream_error)?;
         data = &data[n..];
     }
@@ -162,11 +150,7 @@ pub(crate) fn flush(stream: &OutputStream) -> Result<(), Error> {
 }
 
 /// Reads the whole body of `incoming`, failing once it exceeds `limit` bytes.
-pub(crate) fn read_body(
-    incoming: &IncomingRequest,
-    limit: usize,
-    declared_len: Option<u64>,
-) -> Result<Vec<u8>, Error> {
+pub(crate) fn read_body(incoming: &IncomingRequest, limit: usize, declared_len: Option<u64>) -> Result<Vec<u8>, Error> {
     if declared_len.is_some_and(|len| len > limit as u64) {
         return Err(Error::BodyTooLarge { limit });
     }
