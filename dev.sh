@@ -39,6 +39,8 @@ case "${1:-}" in
     echo "==> cargo test (workspace)"
     cargo test --workspace --no-fail-fast
     build_examples
+    echo "==> cargo test (examples, natively)"
+    (cd examples && env -u CARGO_TARGET_DIR cargo test --quiet)
     ;;
   *)
     echo "usage: ./dev.sh up | ./dev.sh test" >&2
