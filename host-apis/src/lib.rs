@@ -3,8 +3,16 @@
 //! `wit/` holds the package every Wafer function targets (world `function`:
 //! the standard `wasi:http/proxy` world plus the platform's imports). It is
 //! the single source of truth for the host and both guest SDKs.
+//!
+//! [`tensor`] is the compute behind `wafer:ai/tensor`: CPU and CUDA
+//! backends, the ops, per-invocation sessions with limits and usage, and
+//! the device pool.
+
+#![deny(missing_docs)]
 
 use std::path::{Path, PathBuf};
+
+pub mod tensor;
 
 /// The world functions target.
 pub const FUNCTION_WORLD: &str = "wafer:ai/function";
