@@ -3,16 +3,23 @@
 //! Every invocation hands its records to one writer thread and waits for the
 //! commit. The writer takes everything queued into one transaction (one
 //! fsync), so throughput does not fall to one fsync per request under load.
+//! Commits start at most once per [`COMMIT_INTERVAL`]: an idle node commits
+//! at once, a busy one gathers the records of that interval into one fsync.
 
 use crate::storage::{BillingStore, LedgerRecord, StorageError};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, oneshot};
 
 /// Records queued before callers wait for room: bounds memory under a
 /// burst while the disk catches up.
 const QUEUE: usize = 4096;
 /// Records in one transaction at most.
-const MAX_BATCH: usize = 1024;
+const MAX_BATCH: usize = 4096;
+/// The shortest time between two commit starts. An fsync here costs
+/// ~0.2–0.5 ms of device time and CPU; bounding fsyncs to 500/s keeps their
+/// cost flat as load grows, for at most 2 ms more latency under load.
+pub const COMMIT_INTERVAL: Duration = Duration::from_millis(2);
 
 type Ack = oneshot::Sender<Result<(), String>>;
 
@@ -38,7 +45,13 @@ impl Ledger {
     pub fn start(store: Arc<dyn BillingStore>) -> std::io::Result<Self> {
         let (queue, mut receiver) = mpsc::channel::<(Vec<LedgerRecord>, Ack)>(QUEUE);
         std::thread::Builder::new().name("wafer-ledger".into()).spawn(move || {
+            let mut last_commit = Instant::now() - COMMIT_INTERVAL;
             while let Some(first) = receiver.blocking_recv() {
+                let since = last_commit.elapsed();
+                if since < COMMIT_INTERVAL {
+                    std::thread::sleep(COMMIT_INTERVAL - since);
+                }
+                last_commit = Instant::now();
                 let mut batch = vec![first];
                 let mut count = batch[0].0.len();
                 while count < MAX_BATCH {
@@ -51,10 +64,16 @@ impl Ledger {
                     }
                 }
                 let records: Vec<LedgerRecord> = batch.iter().flat_map(|(r, _)| r.iter().cloned()).collect();
+                let started = Instant::now();
                 let result = store
                     .append_ledger(&records)
                     .map(|_| ())
                     .map_err(|e: StorageError| e.to_string());
+                tracing::debug!(
+                    records = records.len(),
+                    commit_us = started.elapsed().as_micros() as u64,
+                    "ledger commit"
+                );
                 if let Err(error) = &result {
                     tracing::error!(%error, records = records.len(), "ledger write failed");
                 }
