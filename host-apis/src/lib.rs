@@ -5,8 +5,9 @@
 //! the single source of truth for the host and both guest SDKs.
 //!
 //! [`tensor`] is the compute behind `wafer:ai/tensor`: CPU and CUDA
-//! backends, the ops, per-invocation sessions with limits and usage, and
-//! the device pool.
+//! backends, the ops, per-invocation sessions with limits and usage, the
+//! device pool, and the host side of the interface ([`tensor::TensorCtx`],
+//! [`tensor::add_to_linker`]).
 
 #![deny(missing_docs)]
 

@@ -37,9 +37,10 @@ fn defaults_are_documented_values() {
             d.max_elements,
             d.max_live_tensors,
             d.max_bytes_per_invocation,
-            d.max_bytes_per_tenant
+            d.max_bytes_per_tenant,
+            d.max_matmul_flops
         ),
-        (8, 1 << 28, 4096, 2 << 30, 8 << 30)
+        (8, 1 << 28, 4096, 2 << 30, 8 << 30, 1 << 34)
     );
     assert!(TensorLimits { max_rank: 9, ..d }.validate().is_err());
 }
@@ -68,6 +69,37 @@ fn max_rank_violated() {
     assert!(matches!(s.gather(table, idx), Err(TensorError::InvalidArgument(_))));
     let x = s.create(&[2, 3], DType::F32, &f32s(6)).unwrap();
     assert!(s.reshape(x, &[1, 1, 2, 3]).is_err());
+}
+
+#[test]
+fn max_matmul_flops_obeyed() {
+    // 2·2·3·4·5 = 240 flops.
+    let mut s = session(TensorLimits {
+        max_matmul_flops: 240,
+        ..Default::default()
+    });
+    let a = s.create(&[2, 3, 5], DType::F32, &f32s(30)).unwrap();
+    let b = s.create(&[5, 4], DType::F32, &f32s(20)).unwrap();
+    let c = s.matmul(a, b).unwrap();
+    assert_eq!(s.dims(c).unwrap(), vec![2, 3, 4]);
+}
+
+#[test]
+fn max_matmul_flops_violated() {
+    let mut s = session(TensorLimits {
+        max_matmul_flops: 239,
+        ..Default::default()
+    });
+    let a = s.create(&[2, 3, 5], DType::F32, &f32s(30)).unwrap();
+    let b = s.create(&[5, 4], DType::F32, &f32s(20)).unwrap();
+    let e = s.matmul(a, b).unwrap_err();
+    assert!(matches!(e, TensorError::OverQuota { requested: 240, .. }), "{e}");
+    assert!(e.to_string().contains("tensor.max_matmul_flops"), "{e}");
+    // A flop count past u64 is over the limit, not wrapped round.
+    let d = TensorLimits::default();
+    assert!(d.check_matmul(1, 2048, 2048, 2048).is_ok());
+    assert!(d.check_matmul(1, 2048, 2048, 2049).is_err());
+    assert!(d.check_matmul(usize::MAX, 1 << 20, 1 << 20, 1 << 20).is_err());
 }
 
 #[test]

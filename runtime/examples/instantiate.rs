@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 use std::time::Instant;
+use wafer_host_apis::tensor::{DevicePool, TensorCtx};
 use wafer_runtime::config::NodeConfig;
 use wafer_runtime::engine::WaferEngine;
 use wafer_runtime::guest_log::GuestOutput;
@@ -23,6 +24,7 @@ async fn main() -> wasmtime::Result<()> {
     let component = Component::from_file(engine.engine(), &path)?;
     let pre = ProxyPre::new(engine.linker().instantiate_pre(&component)?)?;
     let vars = Arc::new(wasmtime_wasi_config::WasiConfigVariables::new());
+    let devices = DevicePool::new(&NodeConfig::default().devices)?;
     for round in 0..3 {
         let n = 20_000;
         let mut instantiate_ns = 0u128;
@@ -35,6 +37,7 @@ async fn main() -> wasmtime::Result<()> {
                 OutboundPolicy::default(),
                 InvocationLimiter::new(128 << 20),
                 GuestOutput::new(64 << 10),
+                TensorCtx::new(devices.clone(), "bench"),
             );
             let mut store = Store::new(engine.engine(), state);
             store.limiter(|s| &mut s.limiter);

@@ -21,6 +21,7 @@ const PROVIDED: &[(&str, &str)] = &[
     ("wasi:http/types", "0.2"),
     ("wasi:http/outgoing-handler", "0.2"),
     ("wasi:config/store", "0.2"),
+    ("wafer:ai/tensor", "0.1"),
 ];
 
 /// Adds every capability to `linker`.
@@ -34,6 +35,7 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
     wasmtime_wasi_config::add_to_linker(linker, |state: &mut InvocationState| {
         WasiConfig::new(state.config_vars())
     })?;
+    wafer_host_apis::tensor::add_to_linker(linker, |state: &mut InvocationState| &mut state.tensor)?;
     Ok(())
 }
 

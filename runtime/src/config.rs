@@ -49,6 +49,9 @@ pub struct NodeConfig {
     pub quotas: crate::billing::quotas::TenantQuotas,
     /// Metering switch.
     pub billing: BillingConfig,
+    /// The device pool: which CPUs and GPUs tensors and models run on, and
+    /// tensor limits per invocation and tenant.
+    pub devices: wafer_host_apis::tensor::PoolConfig,
 }
 
 /// Whether invocations are metered into the ledger.

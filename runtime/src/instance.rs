@@ -4,6 +4,7 @@
 use crate::guest_log::GuestOutput;
 use crate::outbound::OutboundPolicy;
 use std::sync::Arc;
+use wafer_host_apis::tensor::TensorCtx;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -26,6 +27,8 @@ pub struct InvocationState {
     pub limiter: InvocationLimiter,
     /// Captured stdout and stderr.
     pub output: GuestOutput,
+    /// `wafer:ai/tensor`: this invocation's tensors.
+    pub tensor: TensorCtx,
 }
 
 impl InvocationState {
@@ -37,6 +40,7 @@ impl InvocationState {
         outbound: OutboundPolicy,
         limiter: InvocationLimiter,
         output: GuestOutput,
+        tensor: TensorCtx,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.envs(env)
@@ -53,6 +57,7 @@ impl InvocationState {
             config_vars,
             limiter,
             output,
+            tensor,
         }
     }
 

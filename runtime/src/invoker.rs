@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use wafer_host_apis::tensor::TensorCtx;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
 use wasmtime_wasi_http::p2::body::HyperOutgoingBody;
@@ -260,6 +261,7 @@ async fn run(
         deployment.outbound.clone(),
         InvocationLimiter::new(limits.memory.as_usize()),
         output.clone(),
+        TensorCtx::new(node.devices.clone(), deployment.tenant.clone()),
     );
     let mut store = Store::new(node.engine.engine(), state);
     store.limiter(|state| &mut state.limiter);
@@ -548,10 +550,13 @@ impl GuestRun {
             Err(Some(error)) if error.downcast_ref::<Cancelled>().is_some() => Err(Failure::Cancelled),
             Err(Some(error)) => Err(self.classify(&store, error)),
         };
+        let tensor = store.data().tensor.usage();
         let usage = InvocationUsage {
             wall_ns,
             cpu_ns: cpu_ns.load(Ordering::Relaxed),
             peak_memory_bytes: store.data().limiter.peak_memory as u64,
+            device_ns: tensor.cuda.device_ns,
+            device_bytes: tensor.cuda.bytes_to_device + tensor.cuda.bytes_to_host,
             models: Vec::new(),
         };
         // Give the instance slot back before the ledger write.

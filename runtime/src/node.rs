@@ -45,6 +45,9 @@ pub enum NodeError {
     /// Billing.
     #[error(transparent)]
     Billing(#[from] BillingError),
+    /// The device pool could not start (e.g. `cuda = "required"` and no GPU).
+    #[error("devices: {0}")]
+    Devices(String),
 }
 
 /// The shared state of a running node.
@@ -69,6 +72,8 @@ pub struct Node {
     pub artifacts: Arc<ArtifactStore>,
     /// Tenants, keys, prices, quotas and the ledger.
     pub billing: Billing,
+    /// CPUs and GPUs for tensors and models.
+    pub devices: wafer_host_apis::tensor::DevicePool,
 }
 
 impl Node {
@@ -81,6 +86,9 @@ impl Node {
             source,
         })?;
         let engine = WaferEngine::new(&config).map_err(|e| NodeError::Engine(format!("{e:#}")))?;
+        let devices =
+            wafer_host_apis::tensor::DevicePool::new(&config.devices).map_err(|e| NodeError::Devices(e.to_string()))?;
+        tracing::info!(devices = ?devices.devices().iter().map(ToString::to_string).collect::<Vec<_>>(), cuda = devices.cuda_status(), "device pool ready");
         let (auth, new_token) = Authenticator::load_or_create(data_dir)?;
         let db = data_dir.join("registry.db");
         let store = Arc::new(SqliteStore::open(&db)?);
@@ -107,6 +115,7 @@ impl Node {
             auth,
             artifacts,
             billing,
+            devices,
         };
         Ok((Arc::new(node), new_token))
     }

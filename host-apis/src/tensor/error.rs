@@ -1,7 +1,9 @@
 //! The one error type of the tensor API.
 //!
-//! Every variant is a caller's mistake or a resource limit, and maps onto a
-//! variant of the WIT `tensor-error`; none of them is a host bug.
+//! Every variant but `Device` is a caller's mistake or a resource limit, and
+//! maps onto the variant of the WIT `error` of the same name; a `Device`
+//! fault is the host's problem, so at the WIT boundary it traps the guest
+//! (and is logged) instead.
 
 use super::dtype::DType;
 
@@ -53,8 +55,8 @@ pub enum TensorError {
     #[error("invalid argument: {0}")]
     InvalidArgument(String),
     /// The device failed (a CUDA error, a missing library). Not the caller's
-    /// fault, but reported rather than trapping so one bad GPU does not take
-    /// the host down.
+    /// fault: an error rather than a panic so one bad GPU does not take the
+    /// host down; the WIT host traps the one guest that hit it.
     #[error("device error: {0}")]
     Device(String),
 }

@@ -33,6 +33,13 @@ pub struct TensorLimits {
     /// node. Default 8 GiB: four full invocations, so one tenant cannot take
     /// a device's memory from everyone else.
     pub max_bytes_per_tenant: u64,
+    /// Most floating-point operations (`2·batch·m·n·k`) in one `matmul`.
+    /// Default 2^34 (a 2048³ product): about 0.15 s at the ~100 GFLOP/s of
+    /// a many-core CPU, a few ms on a GPU. Each op runs synchronously inside
+    /// one host call, where neither epoch interruption nor fuel can stop it,
+    /// so this bounds how long one call can hold a thread; bigger products
+    /// belong to a model, or to several calls over slices.
+    pub max_matmul_flops: u64,
 }
 
 impl Default for TensorLimits {
@@ -43,6 +50,7 @@ impl Default for TensorLimits {
             max_live_tensors: 4096,
             max_bytes_per_invocation: 2 << 30,
             max_bytes_per_tenant: 8 << 30,
+            max_matmul_flops: 1 << 34,
         }
     }
 }
@@ -76,5 +84,22 @@ impl TensorLimits {
             )));
         }
         Ok(())
+    }
+
+    /// Checks one matmul's work, `2·batch·m·n·k` floating-point operations
+    /// (an overflow counts as over the limit).
+    pub fn check_matmul(&self, batch: usize, m: usize, n: usize, k: usize) -> Result<()> {
+        let flops = [batch, m, n, k]
+            .iter()
+            .try_fold(2u64, |acc, &d| acc.checked_mul(u64::try_from(d).ok()?));
+        match flops {
+            Some(f) if f <= self.max_matmul_flops => Ok(()),
+            _ => Err(TensorError::OverQuota {
+                what: "matmul work per call in flops (tensor.max_matmul_flops)",
+                limit: self.max_matmul_flops,
+                used: 0,
+                requested: flops.unwrap_or(u64::MAX),
+            }),
+        }
     }
 }

@@ -16,15 +16,19 @@
 //! (`cpu`, `cuda`); [`Exec`], which validates every op, checks
 //! [`TensorLimits`], reserves memory and records [`TensorUsage`] before it
 //! calls the backend; [`TensorSession`], an invocation's handle table over
-//! an `Exec` (what the WIT host binding calls); and the [`DevicePool`] that
-//! places sessions and models on devices.
+//! an `Exec`; [`TensorCtx`], the host side of the WIT interface
+//! ([`TENSOR_INTERFACE`], added to a linker by [`add_to_linker`]), which
+//! leases a session's device on the guest's first tensor; and the
+//! [`DevicePool`] that places sessions and models on devices.
 
 use std::fmt;
 use std::sync::Arc;
 
 pub mod backend;
+pub mod bindings;
 mod dtype;
 mod error;
+mod host;
 mod limits;
 mod memory;
 mod ops;
@@ -36,6 +40,7 @@ mod usage;
 pub use backend::{Backend, BinaryOp, DeviceId, DeviceKind, NormOp, ReduceOp, UnaryOp};
 pub use dtype::{DType, Element};
 pub use error::{Result, TensorError};
+pub use host::{TensorCtx, TensorHandle, add_to_linker};
 pub use limits::TensorLimits;
 pub use memory::{Budget, MemoryMeter, MeterKind, Reservation};
 pub use ops::Exec;
@@ -45,6 +50,9 @@ pub use shape::{MAX_RANK, Shape};
 pub use usage::{DeviceUsage, TensorUsage};
 
 use backend::Storage;
+
+/// The WIT interface [`add_to_linker`] provides.
+pub const TENSOR_INTERFACE: &str = "wafer:ai/tensor@0.1.0";
 
 /// A handle to one device's backend; cheap to clone.
 #[derive(Clone)]

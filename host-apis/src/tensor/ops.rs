@@ -332,6 +332,7 @@ impl Exec {
         let mut out_dims = batch.dims().to_vec();
         out_dims.extend([m, n]);
         let out = Shape::new(out_dims)?;
+        self.limits.check_matmul(batch.numel(), m, n, k)?;
         let memory = self.reserve(&out, a.dtype)?;
         // Offsets only when there is output: a zero-sized matrix may sit
         // under a batch count far too large to enumerate.

@@ -8,10 +8,11 @@
 use std::collections::HashMap;
 
 use super::backend::{BinaryOp, DeviceId, ReduceOp, UnaryOp};
-use super::dtype::DType;
+use super::dtype::{DType, Element};
 use super::error::{Result, TensorError};
 use super::ops::Exec;
 use super::pool::DeviceLease;
+use super::shape::Shape;
 use super::usage::TensorUsage;
 use super::{Tensor, TensorLimits};
 
@@ -147,6 +148,32 @@ impl TensorSession {
         self.insert(t)
     }
 
+    /// `tensor.from-f32(shape, data)` and the like: `data` must hold
+    /// exactly one value per element of `dims`.
+    pub fn create_from<T: Element>(&mut self, dims: &[usize], data: &[T]) -> Result<TensorId> {
+        self.check_room(1)?;
+        let shape = Shape::new(dims.to_vec())?;
+        if shape.numel() != data.len() {
+            return Err(TensorError::invalid(format!(
+                "shape {dims:?} holds {} {} values, got {}",
+                shape.numel(),
+                T::DTYPE,
+                data.len()
+            )));
+        }
+        // Refuse before the copy into bytes, not after.
+        self.exec.limits().check_tensor(dims)?;
+        let t = self.exec.from_slice(dims, data)?;
+        self.insert(t)
+    }
+
+    /// `tensor.scalar(dtype, value)`.
+    pub fn scalar(&mut self, dtype: DType, value: f64) -> Result<TensorId> {
+        self.check_room(1)?;
+        let t = self.exec.scalar(dtype, value)?;
+        self.insert(t)
+    }
+
     /// `tensor.dims()`.
     pub fn dims(&self, x: TensorId) -> Result<Vec<usize>> {
         Ok(self.get(x)?.dims().to_vec())
@@ -160,6 +187,16 @@ impl TensorSession {
     /// `tensor.data()`: the contents as little-endian bytes.
     pub fn read(&self, x: TensorId) -> Result<Vec<u8>> {
         self.exec.to_bytes(self.get(x)?)
+    }
+
+    /// `tensor.to-f32()`: the contents converted to `f32`.
+    pub fn read_f32(&self, x: TensorId) -> Result<Vec<f32>> {
+        let t = self.get(x)?;
+        if t.dtype() == DType::F32 {
+            return self.exec.to_vec(t);
+        }
+        // The converted copy is charged to the budget while it lives.
+        self.exec.to_vec(&self.exec.cast(t, DType::F32)?)
     }
 
     /// `matmul(a, b)`.

@@ -74,6 +74,10 @@ pub struct InvocationUsage {
     pub cpu_ns: u64,
     /// Peak linear memory, bytes.
     pub peak_memory_bytes: u64,
+    /// Accelerator time of tensor operations, ns (CPU tensor work is in `cpu_ns`).
+    pub device_ns: u64,
+    /// Bytes moved between host and device by tensor operations.
+    pub device_bytes: u64,
     /// Per-model usage.
     pub models: Vec<ModelUsage>,
 }
@@ -375,6 +379,8 @@ impl Billing {
             cpu_ns: usage.cpu_ns,
             peak_memory_bytes: usage.peak_memory_bytes,
             memory_byte_ms: u128::from(usage.peak_memory_bytes) * u128::from(usage.wall_ns) / 1_000_000,
+            device_ns: usage.device_ns,
+            device_bytes: usage.device_bytes,
             ..base.clone()
         };
         invocation.amount_micros = table.price(&invocation);

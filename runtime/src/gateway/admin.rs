@@ -8,6 +8,7 @@
 //! GET    /v1/functions/{name}/versions       every version
 //! POST   /v1/functions/{name}/rollback       {"version": N}
 //! GET    /v1/functions/{name}/logs           NDJSON; ?tail=N&follow=true
+//! GET    /v1/devices                         the device pool: memory and leases per device
 //! ```
 //!
 //! Tenants, keys, usage and prices live in [`super::billing`].
@@ -53,6 +54,7 @@ pub fn router(node: &Node) -> Router<Arc<Node>> {
         .route("/functions/{name}/versions", get(versions))
         .route("/functions/{name}/rollback", post(rollback))
         .route("/functions/{name}/logs", get(logs))
+        .route("/devices", get(devices))
 }
 
 /// The authenticated caller of an admin route.
@@ -326,4 +328,19 @@ fn ndjson_line(entry: &LogEntry) -> String {
     let mut line = serde_json::to_string(entry).unwrap_or_default();
     line.push('\n');
     line
+}
+
+/// The device pool as the API shows it.
+#[derive(serde::Serialize)]
+struct DevicesView {
+    cuda: String,
+    devices: Vec<wafer_host_apis::tensor::pool::DeviceStats>,
+}
+
+async fn devices(State(node): State<Arc<Node>>, caller: Caller) -> Result<Json<DevicesView>, ApiError> {
+    caller.require(Scope::Read, "read devices")?;
+    Ok(Json(DevicesView {
+        cuda: node.devices.cuda_status().to_owned(),
+        devices: node.devices.stats(),
+    }))
 }

@@ -114,6 +114,8 @@ pub struct LedgerRecord {
     pub embedding_tokens: u64,
     /// Accelerator time, ns.
     pub device_ns: u64,
+    /// Bytes moved between host and accelerator.
+    pub device_bytes: u64,
     /// The amount billed, in micro-units of the currency.
     pub amount_micros: u64,
 }

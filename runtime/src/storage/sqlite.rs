@@ -67,6 +67,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     tokens_out INTEGER NOT NULL,
     embedding_tokens INTEGER NOT NULL,
     device_ns INTEGER NOT NULL,
+    device_bytes INTEGER NOT NULL DEFAULT 0,
     amount_micros INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS ledger_tenant_time ON ledger (tenant, time_ms);
@@ -234,7 +235,7 @@ impl RegistryStore for SqliteStore {
 
 const LEDGER_COLUMNS: &str = "event_id, invocation_id, seq, tenant, function, model, time_ms, price_version, \
      invocations, wall_ns, cpu_ns, peak_memory_bytes, memory_byte_ms, tokens_in, tokens_out, embedding_tokens, \
-     device_ns, amount_micros";
+     device_ns, device_bytes, amount_micros";
 
 /// UTC day `YYYY-MM-DD` of a time in ms since the epoch. On the ledger's
 /// hot path, so plain arithmetic (Howard Hinnant's `civil_from_days`)
@@ -272,7 +273,8 @@ fn ledger_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<LedgerRecord> {
         tokens_out: row.get(14)?,
         embedding_tokens: row.get(15)?,
         device_ns: row.get(16)?,
-        amount_micros: row.get(17)?,
+        device_bytes: row.get(17)?,
+        amount_micros: row.get(18)?,
     })
 }
 
@@ -404,7 +406,7 @@ impl BillingStore for SqliteStore {
             {
                 let mut insert = tx.prepare_cached(&format!(
                     "INSERT OR IGNORE INTO ledger ({LEDGER_COLUMNS}, day) VALUES \
-                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19)"
+                     (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20)"
                 ))?;
                 for r in records {
                     added += insert.execute(params![
@@ -425,6 +427,7 @@ impl BillingStore for SqliteStore {
                         r.tokens_out,
                         r.embedding_tokens,
                         r.device_ns,
+                        r.device_bytes,
                         r.amount_micros,
                         utc_day(r.time_ms),
                     ])?;

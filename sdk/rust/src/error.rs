@@ -21,6 +21,8 @@ pub enum Error {
     /// The body could not be (de)serialized as JSON.
     #[cfg(feature = "json")]
     Json(serde_json::Error),
+    /// A tensor operation failed.
+    Tensor(crate::tensor::TensorError),
     /// Any other error, with a message; see [`Error::other`].
     Other(String),
 }
@@ -45,6 +47,7 @@ impl fmt::Display for Error {
             Self::Utf8(e) => write!(f, "body is not valid UTF-8: {e}"),
             #[cfg(feature = "json")]
             Self::Json(e) => write!(f, "invalid JSON: {e}"),
+            Self::Tensor(e) => write!(f, "tensor error: {e}"),
             Self::Other(msg) => f.write_str(msg),
         }
     }
@@ -56,6 +59,7 @@ impl std::error::Error for Error {
             Self::Utf8(e) => Some(e),
             #[cfg(feature = "json")]
             Self::Json(e) => Some(e),
+            Self::Tensor(e) => Some(e),
             _ => None,
         }
     }
@@ -64,6 +68,12 @@ impl std::error::Error for Error {
 impl From<std::string::FromUtf8Error> for Error {
     fn from(e: std::string::FromUtf8Error) -> Self {
         Self::Utf8(e)
+    }
+}
+
+impl From<crate::tensor::TensorError> for Error {
+    fn from(e: crate::tensor::TensorError) -> Self {
+        Self::Tensor(e)
     }
 }
 

@@ -52,6 +52,8 @@
 //!   [`DEFAULT_MAX_BODY_SIZE`](http::DEFAULT_MAX_BODY_SIZE) bytes by default
 //!   (see [`Request::set_max_body_size`](http::Request::set_max_body_size)).
 //! * **Streaming responses**: see [`http::stream`].
+//! * **Tensors**: [`tensor::Tensor`] runs tensor operations on the host's
+//!   devices (CPU or GPU) through the `wafer:ai/tensor` import.
 //!
 //! # Features
 //!
@@ -60,6 +62,7 @@
 
 mod error;
 pub mod http;
+pub mod tensor;
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 
