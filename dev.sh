@@ -32,7 +32,7 @@ case "${1:-}" in
     listen="${WAFER_LISTEN:-127.0.0.1:8080}"
     echo "==> starting a node on http://$listen (data in $data_dir; Ctrl-C stops it)"
     exec "$CARGO_TARGET_DIR/release/wafer" serve --listen "$listen" --data-dir "$data_dir" \
-      --deploy examples/hello
+      --deploy examples/hello --deploy examples/tensor-mlp
     ;;
   test)
     setup

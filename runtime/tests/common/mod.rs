@@ -43,6 +43,7 @@ pub fn guest(name: &str) -> Vec<u8> {
     let file = match name {
         "guests" => "wafer_test_guests.wasm",
         "unknown_import" => "wafer_test_unknown_import.wasm",
+        "tensor" => "wafer_test_tensor.wasm",
         other => panic!("no guest {other}"),
     };
     std::fs::read(guests_dir().join(file)).expect("read guest component")
