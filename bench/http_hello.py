@@ -92,6 +92,7 @@ def main():
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--duration", type=int, default=10)
     parser.add_argument("--connections", type=int, default=32)
+    parser.add_argument("--commit-interval", default="2ms", help="billing.commit_interval of the metered node")
     args = parser.parse_args()
     build()
     wasmtime = find_wasmtime()
@@ -103,7 +104,8 @@ def main():
             data = tempfile.mkdtemp()
             config = os.path.join(data, "node.toml")
             with open(config, "w") as f:
-                f.write(f"[billing]\nenabled = {billing}\n[pricing]\nper_invocation = 2\nper_gb_second = 17\n")
+                f.write(f"[billing]\nenabled = {billing}\ncommit_interval = \"{args.commit_interval}\"\n"
+                        "[pricing]\nper_invocation = 2\nper_gb_second = 17\n")
             wafer = start([WAFER, "serve", "--listen", "127.0.0.1:18080", "--data-dir", os.path.join(data, "d"),
                            "--config", config, "--deploy", os.path.join(ROOT, "examples/hello")],
                           "http://127.0.0.1:18080/hello")
@@ -140,7 +142,8 @@ def main():
     for name in ["wafer", "wafer-unmetered", "wasmtime"]:
         print(f"| {labels[name]} | {med(name, 'rps'):.0f} | {med(name, 'p50'):.2f} | {med(name, 'p99'):.2f} | "
               f"{sum(r['non2xx'] for r in results[name])} |")
-    print(f"\nthroughput ratio wafer / wasmtime serve: {med('wafer', 'rps') / med('wasmtime', 'rps'):.2f}x")
+    print(f"\nbilling.commit_interval = {args.commit_interval}")
+    print(f"throughput ratio wafer / wasmtime serve: {med('wafer', 'rps') / med('wasmtime', 'rps'):.2f}x")
     cost = 1 - med('wafer', 'rps') / med('wafer-unmetered', 'rps')
     print(f"metering + durable ledger cost on hello throughput: {cost * 100:.1f}%")
     print(f"wafer instantiation per request (from /metrics): median {statistics.median(instantiation):.1f} µs")

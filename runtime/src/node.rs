@@ -92,7 +92,13 @@ impl Node {
         let (auth, new_token) = Authenticator::load_or_create(data_dir)?;
         let db = data_dir.join("registry.db");
         let store = Arc::new(SqliteStore::open(&db)?);
-        let billing = Billing::open(&db, config.pricing.clone(), config.quotas.clone(), auth.keys())?;
+        let billing = Billing::open(
+            &db,
+            config.pricing.clone(),
+            config.quotas.clone(),
+            auth.keys(),
+            config.billing.commit_interval.0,
+        )?;
         let artifacts = Arc::new(ArtifactStore::open(data_dir, engine.fingerprint())?);
         let metrics = Arc::new(Metrics::new());
         let registry = Registry::open(

@@ -141,12 +141,18 @@ fn month_start_ms(month: &str) -> u64 {
 impl Billing {
     /// Opens billing on the registry database at `db`, with the configured
     /// price table (stored as a new version if it differs from the newest).
-    pub fn open(db: &Path, prices: PriceTable, default_quotas: TenantQuotas, keys: Keys) -> Result<Self, BillingError> {
+    pub fn open(
+        db: &Path,
+        prices: PriceTable,
+        default_quotas: TenantQuotas,
+        keys: Keys,
+        commit_interval: std::time::Duration,
+    ) -> Result<Self, BillingError> {
         default_quotas.validate().map_err(BillingError::Invalid)?;
         let store = Arc::new(SqliteStore::open(db)?);
         // The ledger writer has its own connection, so registry reads never
         // wait behind a group commit.
-        let ledger = Ledger::start(Arc::new(SqliteStore::open(db)?))?;
+        let ledger = Ledger::start(Arc::new(SqliteStore::open(db)?), commit_interval)?;
         let table_json = serde_json::to_string(&prices).map_err(|e| BillingError::Invalid(e.to_string()))?;
         let version = match store.latest_price_table()? {
             Some((version, json)) if json == table_json => version,
