@@ -212,8 +212,12 @@ impl CpuDevice {
         }
     }
 
-    fn run<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-        self.pool.install(f)
+    /// Runs an op of about `work` element-steps: small ones inline on the
+    /// caller's thread (handing a tiny op to the pool costs more than the op:
+    /// a wake-up and a cross-thread return, microseconds), large ones on this
+    /// device's pool so its parallel loops use its threads.
+    fn run<T: Send>(&self, work: usize, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        if work < PAR_MIN { f() } else { self.pool.install(f) }
     }
 }
 
@@ -540,7 +544,7 @@ impl Backend for CpuDevice {
         out: &Shape,
     ) -> Result<Storage> {
         let (a, b) = (self.get(a)?, self.get(b)?);
-        self.run(|| {
+        self.run(out.numel(), || {
             if let (Some(x), Some(y)) = (a.as_f32(), b.as_f32()) {
                 let r = match op {
                     BinaryOp::Add => broadcast_zip(&x, sa, &y, sb, out, |x, y| x + y),
@@ -574,7 +578,7 @@ impl Backend for CpuDevice {
     fn unary(&self, op: UnaryOp, x: &Storage) -> Result<Storage> {
         let x = self.get(x)?;
         let v = x.as_f32().ok_or_else(|| TensorError::dtype("unary op", x.dtype()))?;
-        self.run(|| {
+        self.run(v.len(), || {
             let r = match op {
                 UnaryOp::Relu => map(&v, |&x| x.max(0.0)),
                 UnaryOp::Gelu => map(&v, |&x| gelu(x)),
@@ -589,7 +593,12 @@ impl Backend for CpuDevice {
 
     fn matmul(&self, lhs: &Storage, rhs: &Storage, plan: &MatmulPlan) -> Result<Storage> {
         let (l, r) = (self.get(lhs)?, self.get(rhs)?);
-        self.run(|| {
+        let work = plan
+            .batch()
+            .saturating_mul(plan.m)
+            .saturating_mul(plan.n)
+            .saturating_mul(plan.k);
+        self.run(work, || {
             Ok(Storage::Cpu(match (l, r) {
                 (CpuStorage::F32(a), CpuStorage::F32(b)) => CpuStorage::F32(self.matmul_typed(a, b, plan, 0.0, 1.0)?),
                 (CpuStorage::F16(a), CpuStorage::F16(b)) => {
@@ -608,7 +617,7 @@ impl Backend for CpuDevice {
     fn softmax(&self, x: &Storage, (outer, len, inner): (usize, usize, usize), log: bool) -> Result<Storage> {
         let s = self.get(x)?;
         let v = s.as_f32().ok_or_else(|| TensorError::dtype("softmax", s.dtype()))?;
-        self.run(|| {
+        self.run(v.len(), || {
             let mut out = vec![0f32; v.len()];
             let block = len * inner;
             fill_rows(&mut out, block, |o, dst| {
@@ -654,7 +663,7 @@ impl Backend for CpuDevice {
         let v = s.as_f32().ok_or_else(|| TensorError::dtype("norm", s.dtype()))?;
         let w = weight.map(|w| self.get(w)).transpose()?.and_then(|w| w.as_f32());
         let b = bias.map(|b| self.get(b)).transpose()?.and_then(|b| b.as_f32());
-        self.run(|| {
+        self.run(v.len(), || {
             let mut out = vec![0f32; v.len()];
             let inv_n = 1.0 / cols.max(1) as f32;
             fill_rows(&mut out, cols, |r, dst| {
@@ -688,7 +697,7 @@ impl Backend for CpuDevice {
     fn reduce(&self, op: ReduceOp, x: &Storage, (outer, len, inner): (usize, usize, usize)) -> Result<Storage> {
         let s = self.get(x)?;
         let n = outer * inner;
-        self.run(|| {
+        self.run(s.len(), || {
             if let Some(v) = s.as_f32() {
                 let at = |o: usize, i: usize, j: usize| v[(o * len + i) * inner + j];
                 let mut out = vec![0f64; n];
@@ -739,7 +748,7 @@ impl Backend for CpuDevice {
 
     fn copy_strided(&self, x: &Storage, offset: usize, strides: &[usize], out: &Shape) -> Result<Storage> {
         let s = self.get(x)?;
-        self.run(|| {
+        self.run(out.numel(), || {
             Ok(Storage::Cpu(map_storage!(s, |v| copy_strided_typed(
                 v, offset, strides, out
             ))))
@@ -799,7 +808,7 @@ impl Backend for CpuDevice {
                 "gather: index {bad} out of range for {rows} rows"
             )));
         }
-        self.run(|| {
+        self.run(idx.len().saturating_mul(row_len), || {
             Ok(Storage::Cpu(map_storage!(t, |v| {
                 let mut out = Vec::with_capacity(idx.len() * row_len);
                 for &i in &idx {
@@ -813,7 +822,7 @@ impl Backend for CpuDevice {
 
     fn top_k(&self, x: &Storage, rows: usize, len: usize, k: usize) -> Result<(Storage, Storage)> {
         let s = self.get(x)?;
-        self.run(|| {
+        self.run(s.len(), || {
             let indices;
             let values = map_storage!(s, |v| {
                 let (vals, idx) = top_k_typed(v, rows, len, k);
@@ -830,7 +839,7 @@ impl Backend for CpuDevice {
         if s.dtype() == to {
             return Ok(Storage::Cpu(s.clone()));
         }
-        self.run(|| {
+        self.run(s.len(), || {
             Ok(Storage::Cpu(if let Some(v) = s.as_f32() {
                 match to {
                     DType::I32 => CpuStorage::I32(map(&v, |&x| x as i32)),
