@@ -36,6 +36,12 @@ case "${1:-}" in
     ;;
   test)
     setup
+    # NVRTC from its PyPI wheel (no GPU needed): every CUDA kernel source must
+    # compile, or the tests fail.
+    echo "==> fetching NVRTC to compile the CUDA kernels"
+    nvrtc_dir="$(host-apis/scripts/fetch-nvrtc.sh)"
+    export LD_LIBRARY_PATH="$nvrtc_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+    export WAFER_REQUIRE_NVRTC=1
     echo "==> cargo test (workspace)"
     cargo test --workspace --no-fail-fast
     build_examples
