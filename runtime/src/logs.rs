@@ -2,11 +2,11 @@
 //! kept per function in a bounded ring, with a live feed for `--follow`.
 
 use crate::guest_log::{CapturedOutput, Stream};
+use crate::units::now_ms;
 use dashmap::DashMap;
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 use tokio::sync::broadcast;
 
 /// Longest line kept; longer lines are cut (a guest printing one 1 MiB line
@@ -149,13 +149,6 @@ fn truncate(line: &str) -> String {
         end -= 1;
     }
     format!("{}… [line cut at {MAX_LINE_BYTES} bytes]", &line[..end])
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 #[cfg(test)]

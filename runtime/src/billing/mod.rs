@@ -14,6 +14,7 @@ use crate::storage::{
     BillingStore, KeyRecord, LedgerRecord, SqliteStore, StorageError, TenantRecord, UsageFilter, UsageGrouping,
     UsageRow, utc_day,
 };
+use crate::units::now_ms;
 use arc_swap::ArcSwap;
 use dashmap::DashMap;
 use ledger::{Ledger, LedgerError};
@@ -24,7 +25,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::path::Path;
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::UNIX_EPOCH;
 use tokio::sync::OwnedSemaphorePermit;
 
 /// The tenant that owns what the node operator deploys.
@@ -116,13 +117,6 @@ pub struct Billing {
     default_quotas: TenantQuotas,
     tenants: DashMap<String, Arc<TenantState>>,
     keys: Keys,
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 /// `YYYY-MM` of a time.

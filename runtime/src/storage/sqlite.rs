@@ -9,10 +9,10 @@ use super::{
     BillingStore, FunctionRecord, KeyRecord, LedgerRecord, RegistryStore, StorageError, TenantRecord, UsageFilter,
     UsageGrouping, UsageRow, VersionRecord,
 };
+use crate::units::now_ms;
 use rusqlite::{Connection, OptionalExtension, params};
 use std::path::Path;
 use std::sync::{Mutex, PoisonError};
-use std::time::{SystemTime, UNIX_EPOCH};
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS functions (
@@ -103,13 +103,6 @@ impl SqliteStore {
 
 fn db(error: rusqlite::Error) -> StorageError {
     StorageError::Database(error.to_string())
-}
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or_default()
 }
 
 fn version_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<VersionRecord> {
@@ -507,7 +500,8 @@ mod tests {
             1_709_164_800_123,
         ] {
             let expected =
-                humantime::format_rfc3339_seconds(UNIX_EPOCH + std::time::Duration::from_millis(ms)).to_string();
+                humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+                    .to_string();
             assert_eq!(utc_day(ms), expected[..10], "{ms}");
         }
     }
