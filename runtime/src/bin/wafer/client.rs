@@ -269,7 +269,7 @@ async fn list(client: &Client) -> Result<()> {
         println!(
             "{:<24} {:>7}  {:<14} {}",
             f["name"].as_str().unwrap_or("?"),
-            f["version"],
+            f["version"].to_string(),
             f["digest"].as_str().unwrap_or("?").get(..12).unwrap_or("?"),
             routes.join(", ")
         );
@@ -292,9 +292,9 @@ async fn versions(client: &Client, name: &str) -> Result<()> {
         let when = humantime::format_rfc3339_seconds(std::time::UNIX_EPOCH + std::time::Duration::from_millis(created));
         println!(
             "{:>7}  {:<14} {:>10}  {:<20} {}",
-            v["version"],
+            v["version"].to_string(),
             v["digest"].as_str().unwrap_or("?").get(..12).unwrap_or("?"),
-            v["size"],
+            v["size"].to_string(),
             when.to_string(),
             if v["active"].as_bool() == Some(true) { "*" } else { "" }
         );
