@@ -39,6 +39,7 @@ pub enum LedgerError {
 #[derive(Clone)]
 pub struct Ledger {
     queue: mpsc::Sender<(Vec<LedgerRecord>, Ack)>,
+    alive: Arc<()>,
 }
 
 impl Ledger {
@@ -83,7 +84,16 @@ impl Ledger {
                 }
             }
         })?;
-        Ok(Self { queue })
+        Ok(Self {
+            queue,
+            alive: Arc::new(()),
+        })
+    }
+
+    /// A weak handle that dies with the last clone of this ledger (helper
+    /// threads stop then).
+    pub fn liveness(&self) -> std::sync::Weak<()> {
+        Arc::downgrade(&self.alive)
     }
 
     /// Appends records and returns once they are durable.

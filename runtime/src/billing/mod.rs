@@ -146,7 +146,8 @@ impl Billing {
         let store = Arc::new(SqliteStore::open(db)?);
         // The ledger writer has its own connection, so registry reads never
         // wait behind a group commit.
-        let ledger = Ledger::start(Arc::new(SqliteStore::open(db)?), commit_interval)?;
+        let ledger = Ledger::start(Arc::new(SqliteStore::open_for_appends(db)?), commit_interval)?;
+        spawn_checkpointer(SqliteStore::open(db)?, &ledger)?;
         let table_json = serde_json::to_string(&prices).map_err(|e| BillingError::Invalid(e.to_string()))?;
         let version = match store.latest_price_table()? {
             Some((version, json)) if json == table_json => version,
@@ -423,6 +424,26 @@ impl Billing {
     pub fn ledger(&self, filter: &UsageFilter) -> Result<Vec<LedgerRecord>, BillingError> {
         Ok(self.store.ledger(filter)?)
     }
+}
+
+/// How often the ledger's write-ahead log is checkpointed into the database.
+const CHECKPOINT_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Checkpoints the ledger's write-ahead log off the commit path, for as long
+/// as the ledger lives.
+fn spawn_checkpointer(store: SqliteStore, ledger: &Ledger) -> std::io::Result<()> {
+    let alive = ledger.liveness();
+    std::thread::Builder::new()
+        .name("wafer-checkpoint".into())
+        .spawn(move || {
+            while alive.strong_count() > 0 {
+                std::thread::sleep(CHECKPOINT_INTERVAL);
+                if let Err(error) = store.checkpoint() {
+                    tracing::warn!(%error, "ledger checkpoint failed");
+                }
+            }
+        })?;
+    Ok(())
 }
 
 /// A tenant as the admin API shows it.

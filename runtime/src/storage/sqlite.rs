@@ -93,6 +93,23 @@ impl SqliteStore {
         })
     }
 
+    /// Opens a connection for the ledger writer. It never checkpoints the
+    /// write-ahead log itself: a checkpoint copies the log into the database
+    /// and fsyncs it, which inside a commit stalls every request waiting on
+    /// it. [`SqliteStore::checkpoint`] does that work from another thread.
+    pub fn open_for_appends(path: &Path) -> Result<Self, StorageError> {
+        let store = Self::open(path)?;
+        store.with(|c| c.execute_batch("PRAGMA wal_autocheckpoint = 0;"))?;
+        Ok(store)
+    }
+
+    /// Copies committed log pages into the database without blocking the
+    /// writer (`PASSIVE`), so the log restarts from its beginning instead of
+    /// growing.
+    pub fn checkpoint(&self) -> Result<(), StorageError> {
+        self.with(|c| c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())))
+    }
+
     fn with<T>(&self, f: impl FnOnce(&mut Connection) -> rusqlite::Result<T>) -> Result<T, StorageError> {
         // A panic while holding the lock leaves SQLite itself consistent (an
         // open transaction is rolled back on drop), so poisoning is ignored.
