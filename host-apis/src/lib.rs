@@ -13,6 +13,9 @@
 
 use std::path::{Path, PathBuf};
 
+pub mod bindings;
+pub mod llm;
+pub mod model;
 pub mod tensor;
 
 /// The world functions target.

@@ -1,0 +1,180 @@
+//! The f32 pieces of a transformer step that are not matrix products:
+//! normalisation, rotary embeddings, activation functions, attention
+//! scores. Written so the compiler vectorises them; they are a small share
+//! of a step next to the quantized matrix products.
+
+/// `out = x / rms(x) * weight`, row by row.
+pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
+    let dim = weight.len();
+    for (row, out) in x.chunks_exact(dim).zip(out.chunks_exact_mut(dim)) {
+        let mean_sq = row.iter().map(|v| v * v).sum::<f32>() / dim as f32;
+        let scale = 1.0 / (mean_sq + eps).sqrt();
+        for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
+            *o = v * scale * w;
+        }
+    }
+}
+
+/// Layer norm with weight and bias, row by row.
+pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
+    let dim = weight.len();
+    for row in x.chunks_exact_mut(dim) {
+        let mean = row.iter().sum::<f32>() / dim as f32;
+        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
+        let scale = 1.0 / (var + eps).sqrt();
+        for ((v, w), b) in row.iter_mut().zip(weight).zip(bias) {
+            *v = (*v - mean) * scale * w + b;
+        }
+    }
+}
+
+/// Precomputed rotary angles: `cos`/`sin` of `pos * base^(-2i/dim)`.
+#[derive(Debug, Clone)]
+pub struct Rope {
+    half: usize,
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    /// GPT-NeoX style rotates `(x[i], x[i + half])`; the original llama
+    /// style (GGUF llama files, whose Q/K rows the converter permuted)
+    /// rotates adjacent pairs `(x[2i], x[2i + 1])`.
+    neox: bool,
+}
+
+impl Rope {
+    /// Angles for positions `0..max_pos` over the first `dim` values of a head.
+    pub fn new(dim: usize, base: f32, max_pos: usize, neox: bool) -> Self {
+        let half = dim / 2;
+        let mut cos = Vec::with_capacity(max_pos * half);
+        let mut sin = Vec::with_capacity(max_pos * half);
+        for pos in 0..max_pos {
+            for i in 0..half {
+                // f64 angles: f32 loses precision at positions in the thousands.
+                let theta = pos as f64 * (base as f64).powf(-2.0 * i as f64 / dim as f64);
+                cos.push(theta.cos() as f32);
+                sin.push(theta.sin() as f32);
+            }
+        }
+        Rope { half, cos, sin, neox }
+    }
+
+    /// Positions covered.
+    pub fn max_pos(&self) -> usize {
+        self.cos.len() / self.half.max(1)
+    }
+
+    /// Rotate every head of `x` (`heads * head_dim` values) for `pos`.
+    /// The caller keeps `pos < max_pos()`.
+    pub fn apply(&self, x: &mut [f32], head_dim: usize, pos: usize) {
+        let cos = &self.cos[pos * self.half..(pos + 1) * self.half];
+        let sin = &self.sin[pos * self.half..(pos + 1) * self.half];
+        for head in x.chunks_exact_mut(head_dim) {
+            if self.neox {
+                let (a, b) = head.split_at_mut(self.half);
+                for i in 0..self.half {
+                    let (x0, x1) = (a[i], b[i]);
+                    a[i] = x0 * cos[i] - x1 * sin[i];
+                    b[i] = x0 * sin[i] + x1 * cos[i];
+                }
+            } else {
+                for (i, pair) in head[..2 * self.half].chunks_exact_mut(2).enumerate() {
+                    let (x0, x1) = (pair[0], pair[1]);
+                    pair[0] = x0 * cos[i] - x1 * sin[i];
+                    pair[1] = x0 * sin[i] + x1 * cos[i];
+                }
+            }
+        }
+    }
+}
+
+/// `gate = silu(gate) * up`, in place.
+pub fn swiglu(gate: &mut [f32], up: &[f32]) {
+    for (g, u) in gate.iter_mut().zip(up) {
+        *g = *g / (1.0 + (-*g).exp()) * u;
+    }
+}
+
+/// Exact (erf) GELU, in place.
+pub fn gelu_erf(x: &mut [f32]) {
+    for v in x {
+        *v = 0.5 * *v * (1.0 + erf(*v / std::f32::consts::SQRT_2));
+    }
+}
+
+/// erf with |error| < 1.2e-7 (Numerical Recipes' erfc, Chebyshev fit).
+fn erf(x: f32) -> f32 {
+    let x = x as f64;
+    let z = x.abs();
+    let t = 1.0 / (1.0 + 0.5 * z);
+    let r = t * (-z * z - 1.26551223
+        + t * (1.00002368
+            + t * (0.37409196
+                + t * (0.09678418
+                    + t * (-0.18628806
+                        + t * (0.27886807 + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
+        .exp();
+    (if x >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
+}
+
+/// Softmax in place; returns nothing for an empty slice.
+pub fn softmax(x: &mut [f32]) {
+    let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let mut sum = 0.0;
+    for v in x.iter_mut() {
+        *v = (*v - max).exp();
+        sum += *v;
+    }
+    if sum > 0.0 {
+        for v in x.iter_mut() {
+            *v /= sum;
+        }
+    }
+}
+
+/// Dot product with four accumulators, so the compiler vectorises it.
+#[inline]
+pub fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = a.len() / 8 * 8;
+    for (x, y) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    let mut tail = 0.0;
+    for (x, y) in a[chunks..].iter().zip(&b[chunks..]) {
+        tail += x * y;
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// `out += weight * v`.
+#[inline]
+pub fn axpy(out: &mut [f32], weight: f32, v: &[f32]) {
+    for (o, x) in out.iter_mut().zip(v) {
+        *o += weight * x;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn erf_matches_known_values() {
+        for (x, want) in [(0.0f32, 0.0f32), (0.5, 0.5204999), (1.0, 0.8427008), (-2.0, -0.9953223)] {
+            assert!((erf(x) - want).abs() < 1e-6, "erf({x}) = {}", erf(x));
+        }
+    }
+
+    #[test]
+    fn rope_styles_rotate_different_pairs() {
+        let rope = Rope::new(4, 10000.0, 4, false);
+        let mut x = [1.0, 0.0, 1.0, 0.0];
+        rope.apply(&mut x, 4, 1);
+        assert!((x[0] - 1f32.cos()).abs() < 1e-6 && (x[1] - 1f32.sin()).abs() < 1e-6);
+        let neox = Rope::new(4, 10000.0, 4, true);
+        let mut y = [1.0, 1.0, 0.0, 0.0];
+        neox.apply(&mut y, 4, 1);
+        assert!((y[0] - 1f32.cos()).abs() < 1e-6 && (y[2] - 1f32.sin()).abs() < 1e-6);
+    }
+}

@@ -1,0 +1,127 @@
+//! Activations prepared once per input, in every form the weight kernels need.
+
+use super::types::QK;
+use super::{GgmlType, QuantError};
+
+/// How a weight type consumes activations.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum ActKind {
+    /// Integer dot against 8-bit blocks of 32 (ggml's `vec_dot_type` Q8_0 / Q8_1).
+    Q8,
+    /// The weight row is widened to f32 and dotted with the f32 input.
+    F32,
+}
+
+/// The activation form a weight type is multiplied with.
+///
+/// The k-quants take the f32 path for now: their rows are dequantized into per-thread scratch
+/// and dotted in f32 (ggml quantizes to Q8_K and uses an integer dot instead; that would be
+/// faster for single-token decode but is not implemented yet).
+pub(crate) fn act_kind(ty: GgmlType) -> ActKind {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => ActKind::Q8,
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
+            ActKind::F32
+        }
+    }
+}
+
+/// Input rows quantized to 8-bit blocks of 32, laid out as separate arrays so kernels load
+/// quants with aligned-stride 32-byte reads.
+///
+/// One set serves both Q8_0 and Q8_1 consumers: ggml quantizes both identically and Q8_1 only
+/// adds the `s` term.
+pub(crate) struct Q8Acts {
+    /// `tokens * cols` quants, row-major.
+    pub qs: Vec<i8>,
+    /// Per block scale, rounded through f16 as ggml stores it.
+    pub d: Vec<f32>,
+    /// Per block `d * sum(q)` (ggml `block_q8_1::s`), rounded through f16 as ggml stores it.
+    pub s: Vec<f32>,
+}
+
+/// Activations x [tokens, cols] (f32, row-major) prepared once for every weight type that will
+/// multiply them: quantized to Q8 blocks for Q4_0/Q4_1/Q5_0/Q5_1/Q8_0 weights, kept f32 for
+/// F32/F16/BF16 and the k-quants.
+pub struct Activations {
+    tokens: usize,
+    cols: usize,
+    f32: Option<Vec<f32>>,
+    q8: Option<Q8Acts>,
+}
+
+impl Activations {
+    /// Prepare `x` (`tokens * cols` values, row-major) for multiplication with weights of the
+    /// given types. Errors when `x` has the wrong length or `cols` is not a whole number of
+    /// blocks for a quantized consumer.
+    pub fn prepare(x: &[f32], tokens: usize, cols: usize, for_types: &[GgmlType]) -> Result<Self, QuantError> {
+        let expected = tokens.checked_mul(cols).ok_or(QuantError::Len {
+            what: format!("activations [{tokens} x {cols}] (size overflows)"),
+            expected: usize::MAX,
+            actual: x.len(),
+        })?;
+        if x.len() != expected {
+            return Err(QuantError::Len { what: format!("activations [{tokens} x {cols}]"), expected, actual: x.len() });
+        }
+        let mut need_q8 = false;
+        let mut need_f32 = false;
+        for &ty in for_types {
+            // The input must split into whole blocks of every type it will meet.
+            ty.row_bytes(cols)?;
+            match act_kind(ty) {
+                ActKind::Q8 => need_q8 = true,
+                ActKind::F32 => need_f32 = true,
+            }
+        }
+        Ok(Self {
+            tokens,
+            cols,
+            f32: need_f32.then(|| x.to_vec()),
+            q8: need_q8.then(|| quantize_q8(x)),
+        })
+    }
+
+    /// Number of input rows.
+    pub fn tokens(&self) -> usize {
+        self.tokens
+    }
+
+    /// Elements per input row.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The f32 form, if prepared.
+    pub(crate) fn f32(&self) -> Option<&[f32]> {
+        self.f32.as_deref()
+    }
+
+    /// The Q8 form, if prepared.
+    pub(crate) fn q8(&self) -> Option<&Q8Acts> {
+        self.q8.as_ref()
+    }
+}
+
+/// Quantize whole rows (length a multiple of 32) exactly like ggml's `quantize_row_q8_1_ref`
+/// (and, for `qs`/`d`, `quantize_row_q8_0_ref`): `d = amax / 127`, `q = round(x / d)` with
+/// round-half-away-from-zero, scales stored as f16.
+pub(crate) fn quantize_q8(x: &[f32]) -> Q8Acts {
+    let nb = x.len() / QK;
+    let mut qs = vec![0i8; x.len()];
+    let mut d = Vec::with_capacity(nb);
+    let mut s = Vec::with_capacity(nb);
+    for (xb, qb) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
+        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let db = amax / 127.0;
+        let id = if db != 0.0 { 1.0 / db } else { 0.0 };
+        let mut sum = 0i32;
+        for (q, &v) in qb.iter_mut().zip(xb) {
+            // |v * id| <= 127 (up to rounding), so the cast never saturates in practice.
+            *q = (v * id).round() as i8;
+            sum += *q as i32;
+        }
+        d.push(half::f16::from_f32(db).to_f32());
+        s.push(half::f16::from_f32(sum as f32 * db).to_f32());
+    }
+    Q8Acts { qs, d, s }
+}

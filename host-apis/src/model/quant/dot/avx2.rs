@@ -1,0 +1,244 @@
+//! AVX2 + FMA + F16C kernels (ports of ggml's x86 `ggml_vec_dot_*` paths).
+//!
+//! Each kernel takes one weight row and up to four activation rows: a weight block is unpacked
+//! to 32 bytes once and then multiplied with every token, which is what makes small batches
+//! cheaper per token than single-token decode.
+//!
+//! Arithmetic intrinsics are safe to call inside `#[target_feature]` functions; only the
+//! unaligned loads need `unsafe`, and each one reads from a slice of exactly the loaded width.
+
+use std::arch::x86_64::*;
+
+use super::super::GgmlType;
+use super::super::activations::Q8Acts;
+use super::super::cpu;
+use super::super::types::QK;
+
+const K_Q4_0: u8 = 0;
+const K_Q4_1: u8 = 1;
+const K_Q5_0: u8 = 2;
+const K_Q5_1: u8 = 3;
+const K_Q8_0: u8 = 4;
+
+/// Run the SIMD dot of one legacy-quant weight row with activation rows `t0..t0 + out.len()`
+/// (`out.len()` <= 4). Returns false, leaving `out` untouched, when the CPU lacks the features
+/// or the type has no SIMD kernel, so the caller falls back to scalar.
+pub(crate) fn dot_q8_rows(ty: GgmlType, w: &[u8], a: &Q8Acts, cols: usize, t0: usize, out: &mut [f32]) -> bool {
+    if !cpu::simd() {
+        return false;
+    }
+    let nb = cols / QK;
+    let row = |t: usize| (&a.qs[t * cols..(t + 1) * cols], &a.d[t * nb..(t + 1) * nb], &a.s[t * nb..(t + 1) * nb]);
+    macro_rules! run {
+        ($k:expr) => {
+            match out.len() {
+                4 => run_n::<$k, 4>(w, t0, row, out),
+                3 => run_n::<$k, 3>(w, t0, row, out),
+                2 => run_n::<$k, 2>(w, t0, row, out),
+                _ => {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        run_n::<$k, 1>(w, t0 + i, row, std::slice::from_mut(o));
+                    }
+                }
+            }
+        };
+    }
+    match ty {
+        GgmlType::Q4_0 => run!(K_Q4_0),
+        GgmlType::Q4_1 => run!(K_Q4_1),
+        GgmlType::Q5_0 => run!(K_Q5_0),
+        GgmlType::Q5_1 => run!(K_Q5_1),
+        GgmlType::Q8_0 => run!(K_Q8_0),
+        _ => return false,
+    }
+    true
+}
+
+type Q8Slices<'a> = (&'a [i8], &'a [f32], &'a [f32]);
+
+#[inline(always)]
+fn run_n<'a, const K: u8, const N: usize>(
+    w: &[u8],
+    t0: usize,
+    row: impl Fn(usize) -> Q8Slices<'a>,
+    out: &mut [f32],
+) {
+    let rows: [Q8Slices<'a>; N] = std::array::from_fn(|i| row(t0 + i));
+    // SAFETY: only reached after `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
+    let res = unsafe { dot_kernel::<K, N>(w, &rows) };
+    out.copy_from_slice(&res);
+}
+
+/// Bytes per block for kernel kind `K`.
+const fn block_bytes(k: u8) -> usize {
+    match k {
+        K_Q4_0 => 18,
+        K_Q4_1 => 20,
+        K_Q5_0 => 22,
+        K_Q5_1 => 24,
+        _ => 34,
+    }
+}
+
+/// Dot of one weight row (kind `K`) with `N` Q8 activation rows.
+///
+/// Signed kinds use ggml's `mul_sum_i8_pairs` trick (|x| times y with x's sign moved onto y, so
+/// `maddubs` can take an unsigned first operand); the offset kinds (Q4_1/Q5_1) have unsigned
+/// quants already and add `m * s` per block separately.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_kernel<const K: u8, const N: usize>(w: &[u8], ys: &[Q8Slices<'_>; N]) -> [f32; N] {
+    let signed = matches!(K, K_Q4_0 | K_Q5_0 | K_Q8_0);
+    let has_min = matches!(K, K_Q4_1 | K_Q5_1);
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); N];
+    let mut summ = [0.0f32; N];
+    for (b, blk) in w.chunks_exact(block_bytes(K)).enumerate() {
+        let (dx, mx) = f16_pair(blk);
+        let qx = match K {
+            K_Q4_0 => _mm256_sub_epi8(nibbles(&blk[2..18]), _mm256_set1_epi8(8)),
+            K_Q4_1 => nibbles(&blk[4..20]),
+            // High bit clear means value - 16 < 0: OR 0xF0 into those bytes to sign-extend.
+            K_Q5_0 => _mm256_or_si256(
+                nibbles(&blk[6..22]),
+                _mm256_andnot_si256(bit_bytes(&blk[2..6]), _mm256_set1_epi8(0xF0u8 as i8)),
+            ),
+            K_Q5_1 => _mm256_or_si256(nibbles(&blk[8..24]), _mm256_and_si256(bit_bytes(&blk[4..8]), _mm256_set1_epi8(0x10))),
+            _ => load32(&blk[2..34]),
+        };
+        let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
+        for j in 0..N {
+            let (qs, d, s) = ys[j];
+            let qy = load32_i8(&qs[b * QK..(b + 1) * QK]);
+            let qy = if signed { _mm256_sign_epi8(qy, qx) } else { qy };
+            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, qy), ones);
+            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d[b]), _mm256_cvtepi32_ps(p), acc[j]);
+            if has_min {
+                summ[j] += mx * s[b];
+            }
+        }
+    }
+    let mut out = [0.0f32; N];
+    for j in 0..N {
+        out[j] = hsum(acc[j]) + summ[j];
+    }
+    out
+}
+
+/// The block's leading f16 pair as f32 (`d`, and `m` for the offset kinds; garbage otherwise).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_pair(blk: &[u8]) -> (f32, f32) {
+    let bits = u32::from_le_bytes([blk[0], blk[1], blk[2], blk[3]]);
+    let v = _mm_cvtph_ps(_mm_cvtsi32_si128(bits as i32));
+    (_mm_cvtss_f32(v), _mm_cvtss_f32(_mm_movehdup_ps(v)))
+}
+
+/// 16 bytes of packed nibbles -> 32 bytes: low nibbles (elements 0..16) in the low lane,
+/// high nibbles (elements 16..32) in the high lane, as ggml orders them.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn nibbles(src: &[u8]) -> __m256i {
+    let src: &[u8; 16] = match src.try_into() {
+        Ok(a) => a,
+        Err(_) => return _mm256_setzero_si256(),
+    };
+    // SAFETY: `src` is exactly 16 readable bytes; loadu has no alignment requirement.
+    let bytes = unsafe { _mm_loadu_si128(src.as_ptr().cast()) };
+    let m4 = _mm_set1_epi8(0x0F);
+    let lo = _mm_and_si128(bytes, m4);
+    let hi = _mm_and_si128(_mm_srli_epi16(bytes, 4), m4);
+    _mm256_set_m128i(hi, lo)
+}
+
+/// 4 bytes of bit flags -> 32 bytes, byte j = 0xFF iff bit j is set (ggml `bytes_from_bits_32`).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn bit_bytes(src: &[u8]) -> __m256i {
+    let x32 = u32::from_le_bytes([src[0], src[1], src[2], src[3]]);
+    let shuf = _mm256_set_epi64x(0x0303030303030303, 0x0202020202020202, 0x0101010101010101, 0);
+    let bytes = _mm256_shuffle_epi8(_mm256_set1_epi32(x32 as i32), shuf);
+    // Every byte gets all bits set except the one selecting its element.
+    let bytes = _mm256_or_si256(bytes, _mm256_set1_epi64x(0x7fbfdfeff7fbfdfe));
+    _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32(src: &[u8]) -> __m256i {
+    let src: &[u8; 32] = match src.try_into() {
+        Ok(a) => a,
+        Err(_) => return _mm256_setzero_si256(),
+    };
+    // SAFETY: `src` is exactly 32 readable bytes; loadu has no alignment requirement.
+    unsafe { _mm256_loadu_si256(src.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load32_i8(src: &[i8]) -> __m256i {
+    let src: &[i8; 32] = match src.try_into() {
+        Ok(a) => a,
+        Err(_) => return _mm256_setzero_si256(),
+    };
+    // SAFETY: `src` is exactly 32 readable bytes; loadu has no alignment requirement.
+    unsafe { _mm256_loadu_si256(src.as_ptr().cast()) }
+}
+
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn hsum(v: __m256) -> f32 {
+    let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+    let s = _mm_add_ss(s, _mm_movehdup_ps(s));
+    _mm_cvtss_f32(s)
+}
+
+/// f32 dot product with four 8-wide FMA accumulators. Returns None without AVX2.
+pub(crate) fn dot_f32(a: &[f32], b: &[f32]) -> Option<f32> {
+    if !cpu::simd() {
+        return None;
+    }
+    // SAFETY: `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
+    Some(unsafe { dot_f32_kernel(a, b) })
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn dot_f32_kernel(a: &[f32], b: &[f32]) -> f32 {
+    let n = a.len().min(b.len());
+    let (a, b) = (&a[..n], &b[..n]);
+    let mut acc = [_mm256_setzero_ps(); 4];
+    let full = n - n % 32;
+    for (x, y) in a[..full].chunks_exact(32).zip(b[..full].chunks_exact(32)) {
+        for k in 0..4 {
+            let (xs, ys) = (&x[8 * k..8 * k + 8], &y[8 * k..8 * k + 8]);
+            // SAFETY: `xs` and `ys` are exactly 8 f32 each; loadu has no alignment requirement.
+            let (xv, yv) = unsafe { (_mm256_loadu_ps(xs.as_ptr()), _mm256_loadu_ps(ys.as_ptr())) };
+            acc[k] = _mm256_fmadd_ps(xv, yv, acc[k]);
+        }
+    }
+    let tail: f32 = a[full..].iter().zip(&b[full..]).map(|(x, y)| x * y).sum();
+    hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + tail
+}
+
+/// Widen little-endian f16 values to f32 with F16C. Returns false without it.
+pub(crate) fn f16_to_f32(src: &[u8], dst: &mut [f32]) -> bool {
+    if !cpu::simd() {
+        return false;
+    }
+    // SAFETY: `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
+    unsafe { f16_to_f32_kernel(src, dst) };
+    true
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn f16_to_f32_kernel(src: &[u8], dst: &mut [f32]) {
+    let n = dst.len().min(src.len() / 2);
+    let full = n - n % 8;
+    for (s, d) in src[..2 * full].chunks_exact(16).zip(dst[..full].chunks_exact_mut(8)) {
+        // SAFETY: `s` is exactly 16 readable bytes and `d` exactly 8 writable f32.
+        unsafe { _mm256_storeu_ps(d.as_mut_ptr(), _mm256_cvtph_ps(_mm_loadu_si128(s.as_ptr().cast()))) };
+    }
+    for (s, d) in src[2 * full..2 * n].chunks_exact(2).zip(&mut dst[full..n]) {
+        *d = half::f16::from_le_bytes([s[0], s[1]]).to_f32();
+    }
+}

@@ -1,0 +1,55 @@
+//! Row-times-activations dot products, dispatched to SIMD or scalar kernels.
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2;
+mod scalar;
+
+use super::GgmlType;
+use super::activations::Q8Acts;
+use super::types::QK;
+
+/// Most tokens one kernel call handles; the weight block is unpacked once for all of them.
+pub(crate) const MAX_TOKENS: usize = 4;
+
+/// `out[i] = dot(w, activation row t0 + i)` for a legacy-quant weight row (`out.len()` <=
+/// [`MAX_TOKENS`]).
+pub(crate) fn q8_rows(ty: GgmlType, simd: bool, w: &[u8], a: &Q8Acts, cols: usize, t0: usize, out: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd && avx2::dot_q8_rows(ty, w, a, cols, t0, out) {
+        return;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    let nb = cols / QK;
+    for (i, o) in out.iter_mut().enumerate() {
+        let t = t0 + i;
+        let row = scalar::Q8Row {
+            qs: &a.qs[t * cols..(t + 1) * cols],
+            d: &a.d[t * nb..(t + 1) * nb],
+            s: &a.s[t * nb..(t + 1) * nb],
+        };
+        *o = scalar::dot_q8(ty, w, &row);
+    }
+}
+
+/// f32 dot product.
+pub(crate) fn f32_dot(simd: bool, a: &[f32], b: &[f32]) -> f32 {
+    #[cfg(target_arch = "x86_64")]
+    if simd && let Some(v) = avx2::dot_f32(a, b) {
+        return v;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    scalar::dot_f32(a, b)
+}
+
+/// Widen an F16 row to f32 with F16C when allowed; false means the caller must do it.
+pub(crate) fn f16_row(simd: bool, src: &[u8], dst: &mut [f32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if simd {
+        return avx2::f16_to_f32(src, dst);
+    }
+    let _ = (simd, src, dst);
+    false
+}

@@ -1,0 +1,84 @@
+//! A quantized weight matrix backed by shared bytes (usually a slice of the mapped GGUF file).
+
+use bytes::Bytes;
+
+use super::{GgmlType, QuantError, dequantize_row};
+
+/// A weight matrix [rows, cols], row-major in GGML block layout
+/// (row r = bytes `r * row_bytes .. (r + 1) * row_bytes`).
+#[derive(Clone)]
+pub struct QMatrix {
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    row_bytes: usize,
+    data: Bytes,
+}
+
+impl std::fmt::Debug for QMatrix {
+    // Hand-written so debug output does not dump megabytes of weights.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QMatrix")
+            .field("ty", &self.ty)
+            .field("rows", &self.rows)
+            .field("cols", &self.cols)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QMatrix {
+    /// Wrap `data` as a [rows, cols] matrix of type `ty`; errors when `cols` is not a whole
+    /// number of blocks or `data` is not exactly `rows * row_bytes(cols)` bytes.
+    pub fn new(ty: GgmlType, rows: usize, cols: usize, data: Bytes) -> Result<Self, QuantError> {
+        let row_bytes = ty.row_bytes(cols)?;
+        let what = || format!("{} matrix [{rows} x {cols}]", ty.name());
+        let expected = rows
+            .checked_mul(row_bytes)
+            .ok_or_else(|| QuantError::DataLength { what: what(), expected: usize::MAX, actual: data.len() })?;
+        if data.len() != expected {
+            return Err(QuantError::DataLength { what: what(), expected, actual: data.len() });
+        }
+        Ok(Self { ty, rows, cols, row_bytes, data })
+    }
+
+    /// Element type.
+    pub fn ty(&self) -> GgmlType {
+        self.ty
+    }
+
+    /// Number of rows (output features).
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns (input features).
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    /// The raw block data.
+    pub fn data(&self) -> &Bytes {
+        &self.data
+    }
+
+    /// Raw bytes of row `r`; the caller guarantees `r < rows`.
+    pub(crate) fn row_data(&self, r: usize) -> &[u8] {
+        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+    }
+
+    /// Dequantize row r into dst (for embedding lookups). Error when r >= rows or
+    /// `dst.len() != cols`.
+    pub fn row_into(&self, r: usize, dst: &mut [f32]) -> Result<(), QuantError> {
+        if r >= self.rows {
+            return Err(QuantError::RowOutOfRange { row: r, rows: self.rows });
+        }
+        if dst.len() != self.cols {
+            return Err(QuantError::Len {
+                what: format!("destination of {} row {r}", self.ty.name()),
+                expected: self.cols,
+                actual: dst.len(),
+            });
+        }
+        dequantize_row(self.ty, self.row_data(r), dst)
+    }
+}
