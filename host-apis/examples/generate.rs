@@ -18,12 +18,21 @@ use wafer_host_apis::model::{ChatMessage, GenEvent, ModelConfig, Models, Samplin
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let path = args.first().expect("usage: generate MODEL.gguf PROMPT [MAX_TOKENS] [--chat] [--streams N]");
-    let prompt = args.get(1).cloned().unwrap_or_else(|| "The capital of France is".into());
+    let path = args
+        .first()
+        .expect("usage: generate MODEL.gguf PROMPT [MAX_TOKENS] [--chat] [--streams N]");
+    let prompt = args
+        .get(1)
+        .cloned()
+        .unwrap_or_else(|| "The capital of France is".into());
     let max_tokens: usize = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(64);
     let chat = args.iter().any(|a| a == "--chat");
-    let streams: usize =
-        args.iter().position(|a| a == "--streams").and_then(|i| args.get(i + 1)).and_then(|s| s.parse().ok()).unwrap_or(1);
+    let streams: usize = args
+        .iter()
+        .position(|a| a == "--streams")
+        .and_then(|i| args.get(i + 1))
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(1);
     let threads: Option<usize> = std::env::var("WAFER_THREADS").ok().and_then(|s| s.parse().ok());
 
     let mut configs = BTreeMap::new();
@@ -35,16 +44,28 @@ async fn main() {
     eprintln!("loaded in {:?}", started.elapsed());
     let llm = models.llm("m").unwrap();
     let ids = if chat {
-        llm.encode_chat(&[ChatMessage { role: "user".into(), content: prompt.clone() }]).unwrap()
+        llm.encode_chat(&[ChatMessage {
+            role: "user".into(),
+            content: prompt.clone(),
+        }])
+        .unwrap()
     } else {
         llm.encode_prompt(&prompt).unwrap()
     };
     eprintln!("prompt: {} tokens: {ids:?}", ids.len());
-    let params = SamplingParams { temperature: 0.0, max_tokens, ..Default::default() };
+    let params = SamplingParams {
+        temperature: 0.0,
+        max_tokens,
+        ..Default::default()
+    };
     let deadline = Instant::now() + Duration::from_secs(3600);
     let start = Instant::now();
-    let mut rxs: Vec<_> =
-        (0..streams).map(|i| llm.generate(&format!("t{i}"), ids.clone(), params.clone(), deadline).unwrap()).collect();
+    let mut rxs: Vec<_> = (0..streams)
+        .map(|i| {
+            llm.generate(&format!("t{i}"), ids.clone(), params.clone(), deadline)
+                .unwrap()
+        })
+        .collect();
     let mut first_token = None;
     let mut total = 0u32;
     let mut text = String::new();

@@ -19,7 +19,12 @@ fn main() {
     let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
     let mut kv = model.new_cache(64 << 20);
     let blocks = kv.reserve(ids.len()).unwrap();
-    let step = SeqStep { blocks: &blocks, start: 0, tokens: &ids, logits: true };
+    let step = SeqStep {
+        blocks: &blocks,
+        start: 0,
+        tokens: &ids,
+        logits: true,
+    };
     let logits = model.forward(&mut kv, &[step], &pool).unwrap().remove(0);
     let mut order: Vec<usize> = (0..logits.len()).collect();
     order.sort_by(|&a, &b| logits[b].total_cmp(&logits[a]));

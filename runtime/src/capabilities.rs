@@ -22,6 +22,8 @@ const PROVIDED: &[(&str, &str)] = &[
     ("wasi:http/outgoing-handler", "0.2"),
     ("wasi:config/store", "0.2"),
     ("wafer:ai/tensor", "0.1"),
+    ("wafer:ai/llm", "0.1"),
+    ("wafer:ai/embeddings", "0.1"),
 ];
 
 /// Adds every capability to `linker`.
@@ -36,6 +38,7 @@ pub fn add_to_linker(linker: &mut Linker<InvocationState>) -> wasmtime::Result<(
         WasiConfig::new(state.config_vars())
     })?;
     wafer_host_apis::tensor::add_to_linker(linker, |state: &mut InvocationState| &mut state.tensor)?;
+    wafer_host_apis::llm::add_to_linker(linker, |state: &mut InvocationState| &mut state.llm)?;
     Ok(())
 }
 

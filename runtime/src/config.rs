@@ -31,6 +31,16 @@ pub enum ConfigError {
     },
 }
 
+/// Where `wafer models pull` puts models and where relative model paths
+/// point: `$XDG_CACHE_HOME/wafer/models`, else `~/.cache/wafer/models`.
+pub fn default_models_dir() -> PathBuf {
+    let cache = std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(|| PathBuf::from(".cache"));
+    cache.join("wafer").join("models")
+}
+
 /// The node configuration (`wafer serve --config wafer.toml`).
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -52,6 +62,11 @@ pub struct NodeConfig {
     /// The device pool: which CPUs and GPUs tensors and models run on, and
     /// tensor limits per invocation and tenant.
     pub devices: wafer_host_apis::tensor::PoolConfig,
+    /// Models loaded at start, by the name functions use (`[models.NAME]`).
+    pub models: std::collections::BTreeMap<String, wafer_host_apis::model::ModelConfig>,
+    /// Where relative model paths point; default `~/.cache/wafer/models`
+    /// (where `wafer models pull` puts them).
+    pub models_dir: Option<PathBuf>,
 }
 
 /// Whether invocations are metered into the ledger, and how it commits.

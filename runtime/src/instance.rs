@@ -4,6 +4,7 @@
 use crate::guest_log::GuestOutput;
 use crate::outbound::OutboundPolicy;
 use std::sync::Arc;
+use wafer_host_apis::llm::LlmCtx;
 use wafer_host_apis::tensor::TensorCtx;
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
@@ -29,6 +30,8 @@ pub struct InvocationState {
     pub output: GuestOutput,
     /// `wafer:ai/tensor`: this invocation's tensors.
     pub tensor: TensorCtx,
+    /// `wafer:ai/llm` and `wafer:ai/embeddings`: models and token usage.
+    pub llm: LlmCtx,
 }
 
 impl InvocationState {
@@ -41,6 +44,7 @@ impl InvocationState {
         limiter: InvocationLimiter,
         output: GuestOutput,
         tensor: TensorCtx,
+        llm: LlmCtx,
     ) -> Self {
         let mut wasi = WasiCtx::builder();
         wasi.envs(env)
@@ -58,6 +62,7 @@ impl InvocationState {
             limiter,
             output,
             tensor,
+            llm,
         }
     }
 

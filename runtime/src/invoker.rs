@@ -9,7 +9,7 @@
 
 use crate::auth::Scope;
 use crate::billing::quotas::QuotaRefusal;
-use crate::billing::{Billed, InvocationUsage};
+use crate::billing::{Billed, InvocationUsage, ModelUsage};
 use crate::gateway::error::{ApiError, INVOCATION_ID_HEADER};
 use crate::guest_log::GuestOutput;
 use crate::instance::{InvocationLimiter, InvocationState};
@@ -27,6 +27,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use wafer_host_apis::llm::LlmCtx;
 use wafer_host_apis::tensor::TensorCtx;
 use wasmtime::{Store, Trap, UpdateDeadline};
 use wasmtime_wasi_http::p2::bindings::http::types::{ErrorCode, Scheme};
@@ -262,6 +263,13 @@ async fn run(
         InvocationLimiter::new(limits.memory.as_usize()),
         output.clone(),
         TensorCtx::new(node.devices.clone(), deployment.tenant.clone()),
+        LlmCtx::new(
+            node.models.clone(),
+            deployment.spec.models.clone(),
+            deployment.tenant.clone(),
+            deadline,
+        )
+        .with_token_budget(node.billing.token_allowance(&deployment.tenant)),
     );
     let mut store = Store::new(node.engine.engine(), state);
     store.limiter(|state| &mut state.limiter);
@@ -557,7 +565,19 @@ impl GuestRun {
             peak_memory_bytes: store.data().limiter.peak_memory as u64,
             device_ns: tensor.cuda.device_ns,
             device_bytes: tensor.cuda.bytes_to_device + tensor.cuda.bytes_to_host,
-            models: Vec::new(),
+            models: store
+                .data()
+                .llm
+                .usage()
+                .iter()
+                .map(|(model, tokens)| ModelUsage {
+                    model: model.clone(),
+                    tokens_in: tokens.prompt,
+                    tokens_out: tokens.completion,
+                    embedding_tokens: tokens.embedding,
+                    device_ns: 0,
+                })
+                .collect(),
         };
         // Give the instance slot back before the ledger write.
         drop(store);

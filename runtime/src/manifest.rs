@@ -97,6 +97,10 @@ pub struct FunctionSpec {
     /// functions (the default) take anonymous calls, billed to the owner.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub public: Option<bool>,
+    /// Models the function may call through `wafer:ai/llm` and
+    /// `wafer:ai/embeddings`, by the node's names for them. Empty: none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
 }
 
 /// Per-function limits as written in a manifest.

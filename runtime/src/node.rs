@@ -48,6 +48,9 @@ pub enum NodeError {
     /// The device pool could not start (e.g. `cuda = "required"` and no GPU).
     #[error("devices: {0}")]
     Devices(String),
+    /// A configured model could not be loaded.
+    #[error("models: {0}")]
+    Models(String),
 }
 
 /// The shared state of a running node.
@@ -74,6 +77,8 @@ pub struct Node {
     pub billing: Billing,
     /// CPUs and GPUs for tensors and models.
     pub devices: wafer_host_apis::tensor::DevicePool,
+    /// Models resident on the node, shared by every function.
+    pub models: wafer_host_apis::model::Models,
 }
 
 impl Node {
@@ -89,6 +94,7 @@ impl Node {
         let devices =
             wafer_host_apis::tensor::DevicePool::new(&config.devices).map_err(|e| NodeError::Devices(e.to_string()))?;
         tracing::info!(devices = ?devices.devices().iter().map(ToString::to_string).collect::<Vec<_>>(), cuda = devices.cuda_status(), "device pool ready");
+        let models = load_models(&config)?;
         let (auth, new_token) = Authenticator::load_or_create(data_dir)?;
         let db = data_dir.join("registry.db");
         let store = Arc::new(SqliteStore::open(&db)?);
@@ -122,9 +128,34 @@ impl Node {
             artifacts,
             billing,
             devices,
+            models,
         };
         Ok((Arc::new(node), new_token))
     }
+}
+
+/// Loads `[models.*]`, with relative paths under the models folder.
+fn load_models(config: &NodeConfig) -> Result<wafer_host_apis::model::Models, NodeError> {
+    let dir = config
+        .models_dir
+        .clone()
+        .unwrap_or_else(crate::config::default_models_dir);
+    let configs = config
+        .models
+        .iter()
+        .map(|(name, model)| {
+            let mut model = model.clone();
+            if model.path.is_relative() {
+                model.path = dir.join(&model.path);
+            }
+            (name.clone(), model)
+        })
+        .collect();
+    let models = wafer_host_apis::model::Models::load(&configs, None).map_err(|e| NodeError::Models(e.to_string()))?;
+    if !config.models.is_empty() {
+        tracing::info!(models = ?models.names().collect::<Vec<_>>(), "models loaded");
+    }
+    Ok(models)
 }
 
 /// The data dir holds the admin token and every tenant's code: owner only.

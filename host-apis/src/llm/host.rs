@@ -23,7 +23,11 @@ impl LlmCtx {
         if self.allowed.iter().any(|m| m == name) {
             return Ok(());
         }
-        let listed = if self.allowed.is_empty() { "none".to_owned() } else { self.allowed.join(", ") };
+        let listed = if self.allowed.is_empty() {
+            "none".to_owned()
+        } else {
+            self.allowed.join(", ")
+        };
         Err(Error::ModelNotAllowed(format!(
             "this function may not use model `{name}` (it may use: {listed}); add it to `models = [...]` in the function's wafer.toml and deploy again"
         )))
@@ -33,8 +37,14 @@ impl LlmCtx {
         match e {
             ModelError::Unknown(name) => {
                 let loaded: Vec<&str> = self.models.names().collect();
-                let loaded = if loaded.is_empty() { "none".to_owned() } else { loaded.join(", ") };
-                Error::UnknownModel(format!("no model named `{name}` is loaded on this node (loaded: {loaded})"))
+                let loaded = if loaded.is_empty() {
+                    "none".to_owned()
+                } else {
+                    loaded.join(", ")
+                };
+                Error::UnknownModel(format!(
+                    "no model named `{name}` is loaded on this node (loaded: {loaded})"
+                ))
             }
             ModelError::WrongKind { .. } => Error::InvalidParams(e.to_string()),
             ModelError::Tokenizer(_) | ModelError::Template(_) => Error::InvalidParams(e.to_string()),
@@ -67,14 +77,22 @@ impl LlmCtx {
                 if messages.is_empty() {
                     return Err(Error::InvalidParams("a chat needs at least one message".into()));
                 }
-                if let Some(m) = messages.iter().find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant")) {
+                if let Some(m) = messages
+                    .iter()
+                    .find(|m| !matches!(m.role.as_str(), "system" | "user" | "assistant"))
+                {
                     return Err(Error::InvalidParams(format!(
                         "message role `{}`; roles are system, user and assistant",
                         m.role
                     )));
                 }
-                let messages: Vec<ChatMessage> =
-                    messages.into_iter().map(|m| ChatMessage { role: m.role, content: m.content }).collect();
+                let messages: Vec<ChatMessage> = messages
+                    .into_iter()
+                    .map(|m| ChatMessage {
+                        role: m.role,
+                        content: m.content,
+                    })
+                    .collect();
                 llm.encode_chat(&messages)
             }
         }
@@ -95,7 +113,9 @@ impl LlmCtx {
             return Err(Error::Timeout("the invocation's deadline has passed".into()));
         }
         let prompt_tokens = ids.len() as u32;
-        let events = llm.generate(&self.tenant, ids, sampling, self.deadline).map_err(engine_error)?;
+        let events = llm
+            .generate(&self.tenant, ids, sampling, self.deadline)
+            .map_err(engine_error)?;
         Ok(GenerationHandle {
             model: model_name.to_owned(),
             events,
@@ -129,7 +149,10 @@ impl LlmCtx {
         }
         loop {
             match generation.events.recv().await {
-                Some(GenEvent::Text { text, completion_tokens }) => {
+                Some(GenEvent::Text {
+                    text,
+                    completion_tokens,
+                }) => {
                     self.absorb(generation, completion_tokens, true);
                     if !text.is_empty() {
                         return Ok(Some(text));
@@ -166,8 +189,14 @@ impl LlmCtx {
                 Err(e) => return Ok(Err(e)),
             }
         }
-        let (finish, usage) = generation.finished.unwrap_or((model::FinishReason::Stop, TokenUsage::default()));
-        Ok(Ok(Completion { text, finish_reason: finish_reason(finish), usage: wit_usage(usage) }))
+        let (finish, usage) = generation
+            .finished
+            .unwrap_or((model::FinishReason::Stop, TokenUsage::default()));
+        Ok(Ok(Completion {
+            text,
+            finish_reason: finish_reason(finish),
+            usage: wit_usage(usage),
+        }))
     }
 
     fn open(&mut self, model: String, input: Input, params: Params) -> HostResult<Resource<GenerationHandle>> {
@@ -208,7 +237,11 @@ fn sampling(p: Params, cap: u32) -> Result<SamplingParams, String> {
 fn random_seed() -> u64 {
     use std::hash::{BuildHasher, Hasher};
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_nanos()));
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos()),
+    );
     h.finish()
 }
 
@@ -229,7 +262,10 @@ fn finish_reason(f: model::FinishReason) -> FinishReason {
 }
 
 fn wit_usage(u: TokenUsage) -> Usage {
-    Usage { prompt_tokens: u.prompt, completion_tokens: u.completion }
+    Usage {
+        prompt_tokens: u.prompt,
+        completion_tokens: u.completion,
+    }
 }
 
 impl llm::Host for LlmCtx {
@@ -303,7 +339,10 @@ impl embeddings::Host for LlmCtx {
             ))));
         }
         if texts.is_empty() {
-            return Ok(Ok(EmbeddingBatch { vectors: Vec::new(), prompt_tokens: 0 }));
+            return Ok(Ok(EmbeddingBatch {
+                vectors: Vec::new(),
+                prompt_tokens: 0,
+            }));
         }
         if let Some(left) = self.budget {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
@@ -322,7 +361,10 @@ impl embeddings::Host for LlmCtx {
                 let t = tokens as u64;
                 self.record(&model, |u| u.embedding += t);
                 self.spend(t);
-                Ok(Ok(EmbeddingBatch { vectors, prompt_tokens: u32::try_from(tokens).unwrap_or(u32::MAX) }))
+                Ok(Ok(EmbeddingBatch {
+                    vectors,
+                    prompt_tokens: u32::try_from(tokens).unwrap_or(u32::MAX),
+                }))
             }
             Err(e) => Ok(Err(engine_error(e))),
         }

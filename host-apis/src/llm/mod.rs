@@ -77,9 +77,23 @@ impl std::fmt::Debug for LlmCtx {
 
 impl LlmCtx {
     /// `allowed` names the models the function's manifest lists.
-    pub fn new(models: Models, allowed: impl Into<Arc<[String]>>, tenant: impl Into<String>, deadline: Instant) -> Self {
+    pub fn new(
+        models: Models,
+        allowed: impl Into<Arc<[String]>>,
+        tenant: impl Into<String>,
+        deadline: Instant,
+    ) -> Self {
         let table = ResourceTable::new();
-        LlmCtx { models, allowed: allowed.into(), tenant: tenant.into(), deadline, budget: None, usage: BTreeMap::new(), table, open: 0 }
+        LlmCtx {
+            models,
+            allowed: allowed.into(),
+            tenant: tenant.into(),
+            deadline,
+            budget: None,
+            usage: BTreeMap::new(),
+            table,
+            open: 0,
+        }
     }
 
     /// Limit the tokens this invocation may use (from quotas and budget).
@@ -153,7 +167,10 @@ impl HasData for HasLlm {
 }
 
 /// Add `wafer:ai/llm` and `wafer:ai/embeddings` to `linker`.
-pub fn add_to_linker<T: Send + 'static>(linker: &mut Linker<T>, get: fn(&mut T) -> &mut LlmCtx) -> wasmtime::Result<()> {
+pub fn add_to_linker<T: Send + 'static>(
+    linker: &mut Linker<T>,
+    get: fn(&mut T) -> &mut LlmCtx,
+) -> wasmtime::Result<()> {
     crate::bindings::llm::add_to_linker::<T, HasLlm>(linker, get)?;
     crate::bindings::embeddings::add_to_linker::<T, HasLlm>(linker, get)?;
     Ok(())

@@ -44,13 +44,21 @@ impl ChatTemplate {
         env.add_function("raise_exception", |msg: String| -> Result<String, Error> {
             Err(Error::new(ErrorKind::InvalidOperation, msg))
         });
-        env.add_template_owned("chat", source.to_owned()).map_err(|e| TemplateError(e.to_string()))?;
-        Ok(ChatTemplate { env, bos: bos.into(), eos: eos.into() })
+        env.add_template_owned("chat", source.to_owned())
+            .map_err(|e| TemplateError(e.to_string()))?;
+        Ok(ChatTemplate {
+            env,
+            bos: bos.into(),
+            eos: eos.into(),
+        })
     }
 
     /// The prompt for `messages`, ending with the assistant's turn opened.
     pub fn render(&self, messages: &[ChatMessage]) -> Result<String, TemplateError> {
-        let template = self.env.get_template("chat").map_err(|e| TemplateError(e.to_string()))?;
+        let template = self
+            .env
+            .get_template("chat")
+            .map_err(|e| TemplateError(e.to_string()))?;
         template
             .render(context! {
                 messages => messages,

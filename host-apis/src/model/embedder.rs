@@ -47,33 +47,35 @@ impl Embedder {
     ) -> std::io::Result<Self> {
         let (tx, rx) = mpsc::sync_channel::<Job>(queue_depth.max(1));
         let worker_model = model.clone();
-        std::thread::Builder::new().name(format!("wafer-embed-{name}")).spawn(move || {
-            while let Ok(first) = rx.recv() {
-                let mut jobs = vec![first];
-                let mut count = jobs[0].texts.len();
-                while count < MAX_BATCH_TEXTS {
-                    match rx.try_recv() {
-                        Ok(job) => {
-                            count += job.texts.len();
-                            jobs.push(job);
+        std::thread::Builder::new()
+            .name(format!("wafer-embed-{name}"))
+            .spawn(move || {
+                while let Ok(first) = rx.recv() {
+                    let mut jobs = vec![first];
+                    let mut count = jobs[0].texts.len();
+                    while count < MAX_BATCH_TEXTS {
+                        match rx.try_recv() {
+                            Ok(job) => {
+                                count += job.texts.len();
+                                jobs.push(job);
+                            }
+                            Err(_) => break,
                         }
-                        Err(_) => break,
                     }
+                    let now = Instant::now();
+                    jobs.retain(|j| {
+                        if j.reply.is_closed() {
+                            return false;
+                        }
+                        if now >= j.deadline {
+                            // The receiver may be gone already; nothing to do then.
+                            return false;
+                        }
+                        true
+                    });
+                    run_batch(&worker_model, &pool, jobs);
                 }
-                let now = Instant::now();
-                jobs.retain(|j| {
-                    if j.reply.is_closed() {
-                        return false;
-                    }
-                    if now >= j.deadline {
-                        // The receiver may be gone already; nothing to do then.
-                        return false;
-                    }
-                    true
-                });
-                run_batch(&worker_model, &pool, jobs);
-            }
-        })?;
+            })?;
         Ok(Embedder { tx, model })
     }
 
@@ -89,7 +91,9 @@ impl Embedder {
 
     /// Tokens each text uses, counted without running the model.
     pub fn count_tokens(&self, texts: &[&str]) -> Result<Vec<usize>, EngineError> {
-        self.model.count_tokens(texts).map_err(|e| EngineError::InvalidParams(e.to_string()))
+        self.model
+            .count_tokens(texts)
+            .map_err(|e| EngineError::InvalidParams(e.to_string()))
     }
 
     /// Embed `texts`; waits for the batch it joins.
@@ -97,10 +101,15 @@ impl Embedder {
         let (reply, rx) = oneshot::channel();
         match self.tx.try_send(Job { texts, deadline, reply }) {
             Ok(()) => {}
-            Err(TrySendError::Full(_)) => return Err(EngineError::Overloaded("the model's queue is full; retry later".into())),
-            Err(TrySendError::Disconnected(_)) => return Err(EngineError::Internal("the model's worker has stopped".into())),
+            Err(TrySendError::Full(_)) => {
+                return Err(EngineError::Overloaded("the model's queue is full; retry later".into()));
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                return Err(EngineError::Internal("the model's worker has stopped".into()));
+            }
         }
-        rx.await.unwrap_or_else(|_| Err(EngineError::Timeout("the deadline passed before the model ran".into())))
+        rx.await
+            .unwrap_or_else(|_| Err(EngineError::Timeout("the deadline passed before the model ran".into())))
     }
 }
 

@@ -143,7 +143,10 @@ const MAX_DIMS: u32 = 4;
 impl Gguf {
     /// Memory-map and parse `path`.
     pub fn open(path: &Path) -> Result<Self, GgufError> {
-        let io = |source| GgufError::Io { path: path.to_owned(), source };
+        let io = |source| GgufError::Io {
+            path: path.to_owned(),
+            source,
+        };
         let file = File::open(path).map_err(io)?;
         let map = map_file(&file).map_err(io)?;
         Self::parse(path, Bytes::from_owner(map))
@@ -151,14 +154,24 @@ impl Gguf {
 
     /// Parse a GGUF image held in memory (tests build small ones).
     pub fn parse(path: &Path, data: Bytes) -> Result<Self, GgufError> {
-        let mut r = Reader { buf: &data, pos: 0, path };
+        let mut r = Reader {
+            buf: &data,
+            pos: 0,
+            path,
+        };
         let magic = r.bytes(4)?;
         if magic != b"GGUF" {
-            return Err(GgufError::NotGguf { path: path.to_owned(), reason: format!("magic {magic:02x?}") });
+            return Err(GgufError::NotGguf {
+                path: path.to_owned(),
+                reason: format!("magic {magic:02x?}"),
+            });
         }
         let version = r.u32()?;
         if !(2..=3).contains(&version) {
-            return Err(GgufError::NotGguf { path: path.to_owned(), reason: format!("version {version}") });
+            return Err(GgufError::NotGguf {
+                path: path.to_owned(),
+                reason: format!("version {version}"),
+            });
         }
         let n_tensors = r.u64()?;
         let n_keys = r.u64()?;
@@ -173,7 +186,10 @@ impl Gguf {
             metadata.insert(key, value);
         }
         let alignment = match metadata.get("general.alignment") {
-            Some(v) => v.as_u64().filter(|a| a.is_power_of_two()).ok_or_else(|| r.corrupt("bad general.alignment"))?,
+            Some(v) => v
+                .as_u64()
+                .filter(|a| a.is_power_of_two())
+                .ok_or_else(|| r.corrupt("bad general.alignment"))?,
             None => 32,
         };
         let mut infos = Vec::new();
@@ -186,14 +202,21 @@ impl Gguf {
             let dims = (0..n_dims).map(|_| r.u64()).collect::<Result<Vec<_>, _>>()?;
             let ty_id = r.u32()?;
             let offset = r.u64()?;
-            let ty = GgmlType::from_id(ty_id).map_err(|source| GgufError::TensorType { name: name.clone(), source })?;
+            let ty = GgmlType::from_id(ty_id).map_err(|source| GgufError::TensorType {
+                name: name.clone(),
+                source,
+            })?;
             infos.push((name, dims, ty, offset));
         }
         let data_start = r.pos.div_ceil(alignment as usize) * alignment as usize;
         let mut tensors = BTreeMap::new();
         for (name, dims, ty, offset) in infos {
-            let len = tensor_bytes(ty, &dims)
-                .ok_or_else(|| r.corrupt(format!("tensor `{name}` has impossible dims {dims:?} for {}", ty.name())))?;
+            let len = tensor_bytes(ty, &dims).ok_or_else(|| {
+                r.corrupt(format!(
+                    "tensor `{name}` has impossible dims {dims:?} for {}",
+                    ty.name()
+                ))
+            })?;
             let start = usize::try_from(offset)
                 .ok()
                 .and_then(|o| o.checked_add(data_start))
@@ -201,7 +224,13 @@ impl Gguf {
                 .ok_or_else(|| r.corrupt(format!("tensor `{name}` lies outside the file")))?;
             tensors.insert(name, TensorInfo { dims, ty, start, len });
         }
-        Ok(Gguf { path: path.to_owned(), version, metadata, tensors, data })
+        Ok(Gguf {
+            path: path.to_owned(),
+            version,
+            metadata,
+            tensors,
+            data,
+        })
     }
 
     /// The file.
@@ -228,7 +257,10 @@ impl Gguf {
     pub fn str(&self, key: &str) -> Result<&str, GgufError> {
         match self.metadata.get(key) {
             Some(Value::Str(s)) => Ok(s),
-            _ => Err(GgufError::Metadata { key: key.into(), expected: "a string" }),
+            _ => Err(GgufError::Metadata {
+                key: key.into(),
+                expected: "a string",
+            }),
         }
     }
 
@@ -245,7 +277,10 @@ impl Gguf {
         self.metadata
             .get(key)
             .and_then(Value::as_u64)
-            .ok_or_else(|| GgufError::Metadata { key: key.into(), expected: "an unsigned integer" })
+            .ok_or_else(|| GgufError::Metadata {
+                key: key.into(),
+                expected: "an unsigned integer",
+            })
     }
 
     /// An optional unsigned integer.
@@ -273,7 +308,10 @@ impl Gguf {
 
     /// A metadata array of strings.
     pub fn str_array(&self, key: &str) -> Result<Vec<&str>, GgufError> {
-        let bad = || GgufError::Metadata { key: key.into(), expected: "an array of strings" };
+        let bad = || GgufError::Metadata {
+            key: key.into(),
+            expected: "an array of strings",
+        };
         match self.metadata.get(key) {
             Some(Value::Array(items)) => items
                 .iter()
@@ -288,7 +326,10 @@ impl Gguf {
 
     /// A metadata array of integers.
     pub fn int_array(&self, key: &str) -> Result<Vec<i64>, GgufError> {
-        let bad = || GgufError::Metadata { key: key.into(), expected: "an array of integers" };
+        let bad = || GgufError::Metadata {
+            key: key.into(),
+            expected: "an array of integers",
+        };
         match self.metadata.get(key) {
             Some(Value::Array(items)) => items
                 .iter()
@@ -304,7 +345,10 @@ impl Gguf {
 
     /// The raw bytes of a tensor.
     pub fn tensor_bytes(&self, name: &str) -> Result<(&TensorInfo, Bytes), GgufError> {
-        let info = self.tensors.get(name).ok_or_else(|| GgufError::MissingTensor(name.into()))?;
+        let info = self
+            .tensors
+            .get(name)
+            .ok_or_else(|| GgufError::MissingTensor(name.into()))?;
         Ok((info, self.data.slice(info.start..info.start + info.len)))
     }
 
@@ -314,20 +358,33 @@ impl Gguf {
         let (info, bytes) = self.tensor_bytes(name)?;
         let expected = vec![cols as u64, rows as u64];
         if info.dims != expected {
-            return Err(GgufError::TensorShape { name: name.into(), found: info.dims.clone(), expected });
+            return Err(GgufError::TensorShape {
+                name: name.into(),
+                found: info.dims.clone(),
+                expected,
+            });
         }
-        QMatrix::new(info.ty, rows, cols, bytes).map_err(|source| GgufError::TensorType { name: name.into(), source })
+        QMatrix::new(info.ty, rows, cols, bytes).map_err(|source| GgufError::TensorType {
+            name: name.into(),
+            source,
+        })
     }
 
     /// A 1-D tensor as f32 (norm weights, biases).
     pub fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, GgufError> {
         let (info, bytes) = self.tensor_bytes(name)?;
         if info.dims != [len as u64] {
-            return Err(GgufError::TensorShape { name: name.into(), found: info.dims.clone(), expected: vec![len as u64] });
+            return Err(GgufError::TensorShape {
+                name: name.into(),
+                found: info.dims.clone(),
+                expected: vec![len as u64],
+            });
         }
         let mut out = vec![0f32; len];
-        super::quant::dequantize_row(info.ty, &bytes, &mut out)
-            .map_err(|source| GgufError::TensorType { name: name.into(), source })?;
+        super::quant::dequantize_row(info.ty, &bytes, &mut out).map_err(|source| GgufError::TensorType {
+            name: name.into(),
+            source,
+        })?;
         Ok(out)
     }
 }
@@ -336,7 +393,9 @@ impl Gguf {
 fn tensor_bytes(ty: GgmlType, dims: &[u64]) -> Option<usize> {
     let (&inner, outer) = dims.split_first()?;
     let row = ty.row_bytes(usize::try_from(inner).ok()?).ok()?;
-    outer.iter().try_fold(row, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
+    outer
+        .iter()
+        .try_fold(row, |acc, &d| acc.checked_mul(usize::try_from(d).ok()?))
 }
 
 #[allow(unsafe_code)]
@@ -358,7 +417,10 @@ const MAX_NESTING: u32 = 4;
 
 impl Reader<'_> {
     fn corrupt(&self, reason: impl Into<String>) -> GgufError {
-        GgufError::Corrupt { path: self.path.to_owned(), reason: reason.into() }
+        GgufError::Corrupt {
+            path: self.path.to_owned(),
+            reason: reason.into(),
+        }
     }
 
     fn bytes(&mut self, n: usize) -> Result<&[u8], GgufError> {

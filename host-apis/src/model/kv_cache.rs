@@ -21,7 +21,10 @@ pub struct KvCache {
 
 impl std::fmt::Debug for KvCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("KvCache").field("blocks", &self.n_blocks).field("free", &self.free.len()).finish()
+        f.debug_struct("KvCache")
+            .field("blocks", &self.n_blocks)
+            .field("free", &self.free.len())
+            .finish()
     }
 }
 
@@ -74,7 +77,9 @@ impl KvCache {
             return None;
         }
         let at = self.free.len() - n;
-        Some(SeqBlocks { blocks: self.free.split_off(at) })
+        Some(SeqBlocks {
+            blocks: self.free.split_off(at),
+        })
     }
 
     /// Give a sequence's blocks back.
@@ -109,11 +114,16 @@ impl KvCache {
         len: usize,
     ) -> impl Iterator<Item = &'a [f32]> + 'a {
         let per_block = BLOCK_TOKENS * self.kv_dim;
-        seq.blocks.iter().take(len.div_ceil(BLOCK_TOKENS)).enumerate().map(move |(i, &b)| {
-            let start = (((b as usize * self.n_layers + layer) * 2 + usize::from(value)) * BLOCK_TOKENS) * self.kv_dim;
-            let slots = (len - i * BLOCK_TOKENS).min(BLOCK_TOKENS);
-            &self.data[start..start + per_block][..slots * self.kv_dim]
-        })
+        seq.blocks
+            .iter()
+            .take(len.div_ceil(BLOCK_TOKENS))
+            .enumerate()
+            .map(move |(i, &b)| {
+                let start =
+                    (((b as usize * self.n_layers + layer) * 2 + usize::from(value)) * BLOCK_TOKENS) * self.kv_dim;
+                let slots = (len - i * BLOCK_TOKENS).min(BLOCK_TOKENS);
+                &self.data[start..start + per_block][..slots * self.kv_dim]
+            })
     }
 }
 

@@ -10,11 +10,11 @@
 
 use rayon::prelude::*;
 
+use super::ModelError;
 use super::gguf::{Gguf, GgufError};
 use super::kernels::{self, Rope};
 use super::kv_cache::{KvCache, SeqBlocks};
 use super::quant::{Activations, QMatrix};
-use super::ModelError;
 
 /// Hyper-parameters from the GGUF metadata.
 #[derive(Debug, Clone)]
@@ -69,18 +69,28 @@ impl LlamaConfig {
         }
         let dim = int("embedding_length")?;
         let n_heads = int("attention.head_count")?;
-        let n_kv_heads = gguf.opt_u64(&key("attention.head_count_kv")).map_or(n_heads, |v| v as usize);
+        let n_kv_heads = gguf
+            .opt_u64(&key("attention.head_count_kv"))
+            .map_or(n_heads, |v| v as usize);
         if n_heads == 0 || n_kv_heads == 0 || dim % n_heads != 0 || n_heads % n_kv_heads != 0 {
-            return Err(ModelError::Invalid(format!("{n_heads} heads, {n_kv_heads} kv heads, width {dim}")));
+            return Err(ModelError::Invalid(format!(
+                "{n_heads} heads, {n_kv_heads} kv heads, width {dim}"
+            )));
         }
-        let head_dim = gguf.opt_u64(&key("attention.key_length")).map_or(dim / n_heads, |v| v as usize);
+        let head_dim = gguf
+            .opt_u64(&key("attention.key_length"))
+            .map_or(dim / n_heads, |v| v as usize);
         let vocab = match gguf.tensors().get("token_embd.weight") {
             Some(info) if info.dims.len() == 2 => info.dims[1] as usize,
             _ => return Err(GgufError::MissingTensor("token_embd.weight".into()).into()),
         };
-        let rope_dim = gguf.opt_u64(&key("rope.dimension_count")).map_or(head_dim, |v| v as usize);
+        let rope_dim = gguf
+            .opt_u64(&key("rope.dimension_count"))
+            .map_or(head_dim, |v| v as usize);
         if rope_dim > head_dim || rope_dim % 2 != 0 {
-            return Err(ModelError::Invalid(format!("rope dimension {rope_dim} with heads of {head_dim}")));
+            return Err(ModelError::Invalid(format!(
+                "rope dimension {rope_dim} with heads of {head_dim}"
+            )));
         }
         Ok(LlamaConfig {
             n_layers: int("block_count")?,
@@ -136,7 +146,10 @@ pub struct Llama {
 
 impl std::fmt::Debug for Llama {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Llama").field("cfg", &self.cfg).field("weight_bytes", &self.weight_bytes).finish()
+        f.debug_struct("Llama")
+            .field("cfg", &self.cfg)
+            .field("weight_bytes", &self.weight_bytes)
+            .finish()
     }
 }
 
@@ -192,7 +205,15 @@ impl Llama {
         let positions = max_positions.min(cfg.context_length).max(1);
         let rope = Rope::new(cfg.rope_dim, cfg.rope_base, positions, cfg.rope_neox);
         let weight_bytes = gguf.tensors().values().map(|t| t.len).sum();
-        Ok(Llama { cfg, embed, layers, norm, output, rope, weight_bytes })
+        Ok(Llama {
+            cfg,
+            embed,
+            layers,
+            norm,
+            output,
+            rope,
+            weight_bytes,
+        })
     }
 
     /// Hyper-parameters.
@@ -214,8 +235,11 @@ impl Llama {
     /// embedding lookup reads one row).
     pub fn bytes_per_decode(&self) -> usize {
         let m = |q: &QMatrix| q.ty().row_bytes(q.cols()).unwrap_or(0) * q.rows();
-        let layers: usize =
-            self.layers.iter().map(|l| m(&l.wq) + m(&l.wk) + m(&l.wv) + m(&l.wo) + m(&l.gate) + m(&l.up) + m(&l.down)).sum();
+        let layers: usize = self
+            .layers
+            .iter()
+            .map(|l| m(&l.wq) + m(&l.wk) + m(&l.wv) + m(&l.wo) + m(&l.gate) + m(&l.up) + m(&l.down))
+            .sum();
         layers + m(&self.output)
     }
 
@@ -271,7 +295,12 @@ impl Llama {
         for (li, layer) in self.layers.iter().enumerate() {
             kernels::rms_norm(&x, &layer.attn_norm, c.rms_eps, &mut h);
             let acts = Activations::prepare(&h, n, dim, &[layer.wq.ty(), layer.wk.ty(), layer.wv.ty()])?;
-            super::quant::matmul(&[&layer.wq, &layer.wk, &layer.wv], &acts, &mut [&mut q, &mut k, &mut v], pool)?;
+            super::quant::matmul(
+                &[&layer.wq, &layer.wk, &layer.wv],
+                &acts,
+                &mut [&mut q, &mut k, &mut v],
+                pool,
+            )?;
             if let Some([bq, bk, bv]) = &layer.bias {
                 add_rows(&mut q, bq);
                 add_rows(&mut k, bk);
@@ -282,7 +311,9 @@ impl Llama {
                 let kt = &mut k[t * kv_dim..(t + 1) * kv_dim];
                 self.rope.apply(kt, hd, pos);
                 if !kv.store(batch[s].blocks, li, pos, kt, &v[t * kv_dim..(t + 1) * kv_dim]) {
-                    return Err(ModelError::Invalid(format!("position {pos} is outside the sequence's cache")));
+                    return Err(ModelError::Invalid(format!(
+                        "position {pos} is outside the sequence's cache"
+                    )));
                 }
             }
             self.attention(kv, batch, &owners, li, &q, &mut attn, pool);

@@ -101,7 +101,7 @@ pub enum ModelError {
 }
 
 /// File formats.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelFormat {
     /// A GGUF file (decoders).
@@ -112,7 +112,7 @@ pub enum ModelFormat {
 }
 
 /// `[models.NAME]` in a node's `wafer.toml`.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
+#[derive(Debug, Clone, Deserialize, serde::Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct ModelConfig {
     /// The GGUF file or safetensors folder. Relative paths are resolved
@@ -177,7 +177,11 @@ impl ModelConfig {
     }
 
     fn format(&self) -> ModelFormat {
-        self.format.unwrap_or(if self.path.is_dir() { ModelFormat::Safetensors } else { ModelFormat::Gguf })
+        self.format.unwrap_or(if self.path.is_dir() {
+            ModelFormat::Safetensors
+        } else {
+            ModelFormat::Gguf
+        })
     }
 
     fn scheduler(&self) -> SchedulerConfig {
@@ -204,7 +208,10 @@ pub struct LlmModel {
 
 impl std::fmt::Debug for LlmModel {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LlmModel").field("name", &self.name).field("replicas", &self.replicas.len()).finish()
+        f.debug_struct("LlmModel")
+            .field("name", &self.name)
+            .field("replicas", &self.replicas.len())
+            .finish()
     }
 }
 
@@ -261,7 +268,13 @@ impl LlmModel {
             .iter()
             .min_by_key(|r| r.load())
             .ok_or_else(|| EngineError::Internal("the model has no replicas".into()))?;
-        replica.submit(scheduler::GenRequest { tenant: tenant.into(), prompt, params, deadline, events })?;
+        replica.submit(scheduler::GenRequest {
+            tenant: tenant.into(),
+            prompt,
+            params,
+            deadline,
+            events,
+        })?;
         Ok(rx)
     }
 }
@@ -353,7 +366,9 @@ impl Models {
             let loaded = load_one(name, config, &pool)?;
             models.insert(name.clone(), (config.clone(), loaded));
         }
-        Ok(Models { models: Arc::new(models) })
+        Ok(Models {
+            models: Arc::new(models),
+        })
     }
 
     /// Names of the loaded models.
@@ -363,16 +378,21 @@ impl Models {
 
     /// A model of either kind.
     pub fn get(&self, name: &str) -> Result<&LoadedModel, ModelError> {
-        self.models.get(name).map(|(_, m)| m).ok_or_else(|| ModelError::Unknown(name.into()))
+        self.models
+            .get(name)
+            .map(|(_, m)| m)
+            .ok_or_else(|| ModelError::Unknown(name.into()))
     }
 
     /// A decoder.
     pub fn llm(&self, name: &str) -> Result<&Arc<LlmModel>, ModelError> {
         match self.get(name)? {
             LoadedModel::Llm(m) => Ok(m),
-            LoadedModel::Embeddings(_) => {
-                Err(ModelError::WrongKind { name: name.into(), actual: "an embeddings", wanted: "a text-generation model" })
-            }
+            LoadedModel::Embeddings(_) => Err(ModelError::WrongKind {
+                name: name.into(),
+                actual: "an embeddings",
+                wanted: "a text-generation model",
+            }),
         }
     }
 
@@ -380,9 +400,11 @@ impl Models {
     pub fn embedder(&self, name: &str) -> Result<&Embedder, ModelError> {
         match self.get(name)? {
             LoadedModel::Embeddings(e) => Ok(e),
-            LoadedModel::Llm(_) => {
-                Err(ModelError::WrongKind { name: name.into(), actual: "a text-generation", wanted: "an embeddings model" })
-            }
+            LoadedModel::Llm(_) => Err(ModelError::WrongKind {
+                name: name.into(),
+                actual: "a text-generation",
+                wanted: "an embeddings model",
+            }),
         }
     }
 
@@ -420,7 +442,11 @@ impl Models {
                             info.waiting += s.waiting.load(Relaxed);
                             batch_sum += s.batch_sum.load(Relaxed);
                         }
-                        info.mean_batch = if info.steps > 0 { batch_sum as f64 / info.steps as f64 } else { 0.0 };
+                        info.mean_batch = if info.steps > 0 {
+                            batch_sum as f64 / info.steps as f64
+                        } else {
+                            0.0
+                        };
                     }
                     LoadedModel::Embeddings(e) => {
                         info.max_tokens_per_sequence = e.max_tokens();
@@ -434,7 +460,10 @@ impl Models {
 }
 
 fn load_one(name: &str, config: &ModelConfig, pool: &Arc<rayon::ThreadPool>) -> Result<LoadedModel, ModelError> {
-    let cfg_err = |message: String| ModelError::Config { model: name.into(), message };
+    let cfg_err = |message: String| ModelError::Config {
+        model: name.into(),
+        message,
+    };
     if config.device != "cpu" {
         return Err(cfg_err(format!(
             "device = \"{}\": model inference runs on the CPU in this version; use device = \"cpu\"",
@@ -458,7 +487,15 @@ fn load_one(name: &str, config: &ModelConfig, pool: &Arc<rayon::ThreadPool>) -> 
             let source = file.opt_str("tokenizer.chat_template").unwrap_or(chat_template::CHATML);
             let template = ChatTemplate::new(source, &special.bos_text, &special.eos_text)?;
             let replicas = (0..config.replicas.max(1))
-                .map(|i| Scheduler::start(&format!("{name}-{i}"), model.clone(), tokenizer.clone(), pool.clone(), config.scheduler()))
+                .map(|i| {
+                    Scheduler::start(
+                        &format!("{name}-{i}"),
+                        model.clone(),
+                        tokenizer.clone(),
+                        pool.clone(),
+                        config.scheduler(),
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()?;
             LoadedModel::Llm(Arc::new(LlmModel {
                 name: name.into(),
@@ -471,10 +508,20 @@ fn load_one(name: &str, config: &ModelConfig, pool: &Arc<rayon::ThreadPool>) -> 
         }
         ModelFormat::Safetensors => {
             let model = Arc::new(bert::BertModel::load(&config.path)?);
-            LoadedModel::Embeddings(Embedder::start(name, model, pool.clone(), config.scheduler().queue_depth)?)
+            LoadedModel::Embeddings(Embedder::start(
+                name,
+                model,
+                pool.clone(),
+                config.scheduler().queue_depth,
+            )?)
         }
     };
-    tracing::info!(model = name, kind = loaded.kind(), elapsed_ms = started.elapsed().as_millis() as u64, "model loaded");
+    tracing::info!(
+        model = name,
+        kind = loaded.kind(),
+        elapsed_ms = started.elapsed().as_millis() as u64,
+        "model loaded"
+    );
     Ok(loaded)
 }
 

@@ -63,7 +63,10 @@ impl SamplingParams {
             return Err(format!("{} stop strings; at most {MAX_STOP_STRINGS}", self.stop.len()));
         }
         if let Some(s) = self.stop.iter().find(|s| s.is_empty() || s.len() > MAX_STOP_BYTES) {
-            return Err(format!("stop string of {} bytes; each must be 1..={MAX_STOP_BYTES}", s.len()));
+            return Err(format!(
+                "stop string of {} bytes; each must be 1..={MAX_STOP_BYTES}",
+                s.len()
+            ));
         }
         Ok(())
     }
@@ -103,7 +106,11 @@ pub fn sample(logits: &mut [f32], params: &SamplingParams, context: &[u32], rng:
             if seen.insert(id)
                 && let Some(l) = logits.get_mut(id as usize)
             {
-                *l = if *l > 0.0 { *l / params.repeat_penalty } else { *l * params.repeat_penalty };
+                *l = if *l > 0.0 {
+                    *l / params.repeat_penalty
+                } else {
+                    *l * params.repeat_penalty
+                };
             }
         }
     }
@@ -169,7 +176,10 @@ pub struct StopMatcher {
 impl StopMatcher {
     /// Match these strings.
     pub fn new(stops: Vec<String>) -> Self {
-        StopMatcher { stops, pending: String::new() }
+        StopMatcher {
+            stops,
+            pending: String::new(),
+        }
     }
 
     /// Feed new text; returns what is safe to emit, and whether a stop
@@ -210,28 +220,44 @@ mod tests {
     #[test]
     fn greedy_takes_the_first_maximum() {
         let mut logits = vec![0.1, 3.0, 3.0, -1.0];
-        let params = SamplingParams { temperature: 0.0, ..Default::default() };
+        let params = SamplingParams {
+            temperature: 0.0,
+            ..Default::default()
+        };
         assert_eq!(sample(&mut logits, &params, &[], &mut Rng::new(1)), 1);
     }
 
     #[test]
     fn seeds_reproduce_and_top_k_1_is_greedy() {
         let logits: Vec<f32> = (0..100).map(|i| ((i * 37) % 11) as f32 * 0.3).collect();
-        let params = SamplingParams { temperature: 1.0, ..Default::default() };
+        let params = SamplingParams {
+            temperature: 1.0,
+            ..Default::default()
+        };
         let draw = |seed| {
             let mut rng = Rng::new(seed);
-            (0..20).map(|_| sample(&mut logits.clone(), &params, &[], &mut rng)).collect::<Vec<_>>()
+            (0..20)
+                .map(|_| sample(&mut logits.clone(), &params, &[], &mut rng))
+                .collect::<Vec<_>>()
         };
         assert_eq!(draw(7), draw(7));
         assert_ne!(draw(7), draw(8));
-        let k1 = SamplingParams { temperature: 1.0, top_k: 1, ..Default::default() };
+        let k1 = SamplingParams {
+            temperature: 1.0,
+            top_k: 1,
+            ..Default::default()
+        };
         assert_eq!(sample(&mut logits.clone(), &k1, &[], &mut Rng::new(3)), argmax(&logits));
     }
 
     #[test]
     fn repeat_penalty_lowers_seen_tokens() {
         let mut logits = vec![2.0, 1.9];
-        let params = SamplingParams { temperature: 0.0, repeat_penalty: 1.5, ..Default::default() };
+        let params = SamplingParams {
+            temperature: 0.0,
+            repeat_penalty: 1.5,
+            ..Default::default()
+        };
         assert_eq!(sample(&mut logits, &params, &[0], &mut Rng::new(0)), 1);
     }
 
@@ -249,9 +275,15 @@ mod tests {
 
     #[test]
     fn validation_names_the_parameter() {
-        let bad = SamplingParams { top_p: 0.0, ..Default::default() };
+        let bad = SamplingParams {
+            top_p: 0.0,
+            ..Default::default()
+        };
         assert!(bad.validate().unwrap_err().contains("top-p"));
-        let stops = SamplingParams { stop: vec![String::new()], ..Default::default() };
+        let stops = SamplingParams {
+            stop: vec![String::new()],
+            ..Default::default()
+        };
         assert!(stops.validate().is_err());
     }
 }

@@ -13,9 +13,9 @@
 
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::mpsc::UnboundedSender;
@@ -196,7 +196,9 @@ impl Scheduler {
             cursor: None,
             running: Vec::new(),
         };
-        std::thread::Builder::new().name(format!("wafer-llm-{name}")).spawn(move || worker.run(rx))?;
+        std::thread::Builder::new()
+            .name(format!("wafer-llm-{name}"))
+            .spawn(move || worker.run(rx))?;
         Ok(handle)
     }
 
@@ -260,7 +262,10 @@ struct Sequence {
 
 impl Sequence {
     fn usage(&self) -> TokenUsage {
-        TokenUsage { prompt: self.request.prompt.len() as u32, completion: self.generated }
+        TokenUsage {
+            prompt: self.request.prompt.len() as u32,
+            completion: self.generated,
+        }
     }
 }
 
@@ -306,7 +311,10 @@ impl Worker {
     }
 
     fn enqueue(&mut self, request: GenRequest) {
-        self.waiting.entry(request.tenant.clone()).or_default().push_back((Instant::now(), request));
+        self.waiting
+            .entry(request.tenant.clone())
+            .or_default()
+            .push_back((Instant::now(), request));
     }
 
     fn waiting_len(&self) -> usize {
@@ -330,11 +338,17 @@ impl Worker {
                 let message = if now >= r.deadline {
                     "the request's deadline passed while it waited for the model".to_owned()
                 } else if now.duration_since(*queued) >= queue_timeout {
-                    format!("waited {} s for the model (the queue timeout); the model is busy", queue_timeout.as_secs())
+                    format!(
+                        "waited {} s for the model (the queue timeout); the model is busy",
+                        queue_timeout.as_secs()
+                    )
                 } else {
                     return true;
                 };
-                let _ = r.events.send(GenEvent::Failed { error: EngineError::Timeout(message), usage: TokenUsage::default() });
+                let _ = r.events.send(GenEvent::Failed {
+                    error: EngineError::Timeout(message),
+                    usage: TokenUsage::default(),
+                });
                 false
             });
         }
@@ -347,13 +361,18 @@ impl Worker {
         while self.running.len() < self.config.max_batch && !self.waiting.is_empty() {
             // The first tenant after the one admitted last.
             let tenant = match &self.cursor {
-                Some(c) => self.waiting.range::<String, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded)).next(),
+                Some(c) => self
+                    .waiting
+                    .range::<String, _>((std::ops::Bound::Excluded(c), std::ops::Bound::Unbounded))
+                    .next(),
                 None => None,
             }
             .or_else(|| self.waiting.iter().next())
             .map(|(t, _)| t.clone());
             let Some(tenant) = tenant else { return };
-            let Some(queue) = self.waiting.get_mut(&tenant) else { return };
+            let Some(queue) = self.waiting.get_mut(&tenant) else {
+                return;
+            };
             let Some((_, front)) = queue.front() else { return };
             let need = front.prompt.len() + front.params.max_tokens;
             let Some(blocks) = self.kv.reserve(need) else {
@@ -424,10 +443,17 @@ impl Worker {
             .iter()
             .map(|&(i, n)| {
                 let s = &self.running[i];
-                SeqStep { blocks: &s.blocks, start: s.fed, tokens: &s.tokens[s.fed..s.fed + n], logits: s.fed + n == s.tokens.len() }
+                SeqStep {
+                    blocks: &s.blocks,
+                    start: s.fed,
+                    tokens: &s.tokens[s.fed..s.fed + n],
+                    logits: s.fed + n == s.tokens.len(),
+                }
             })
             .collect();
-        let result = std::panic::catch_unwind(AssertUnwindSafe(|| self.model.forward(&mut self.kv, &steps, &self.pool)));
+        let result = std::panic::catch_unwind(AssertUnwindSafe(|| {
+            self.model.forward(&mut self.kv, &steps, &self.pool)
+        }));
         drop(steps);
         let logits = match result {
             Ok(Ok(logits)) => logits,
@@ -455,7 +481,10 @@ impl Worker {
                 continue; // still in prefill
             }
             let Some(mut row) = logits.next() else {
-                finished.push((i, Err(EngineError::Internal("a forward step returned too few logits".into()))));
+                finished.push((
+                    i,
+                    Err(EngineError::Internal("a forward step returned too few logits".into())),
+                ));
                 continue;
             };
             let token = sampler::sample(&mut row, &seq.request.params, &seq.tokens, &mut seq.rng);
@@ -474,7 +503,10 @@ impl Worker {
                 }
             };
             let (text, stopped) = seq.stop.push(&piece);
-            let _ = seq.request.events.send(GenEvent::Text { text, completion_tokens: seq.generated });
+            let _ = seq.request.events.send(GenEvent::Text {
+                text,
+                completion_tokens: seq.generated,
+            });
             if stopped {
                 finished.push((i, Ok(FinishReason::Stop)));
             } else if seq.generated as usize >= seq.request.params.max_tokens {
@@ -488,9 +520,16 @@ impl Worker {
             let usage = seq.usage();
             let event = match outcome {
                 Ok(finish) => {
-                    let tail = if finish == FinishReason::Length { seq.stop.finish() } else { String::new() };
+                    let tail = if finish == FinishReason::Length {
+                        seq.stop.finish()
+                    } else {
+                        String::new()
+                    };
                     if !tail.is_empty() {
-                        let _ = seq.request.events.send(GenEvent::Text { text: tail, completion_tokens: seq.generated });
+                        let _ = seq.request.events.send(GenEvent::Text {
+                            text: tail,
+                            completion_tokens: seq.generated,
+                        });
                     }
                     GenEvent::Done { finish, usage }
                 }
@@ -504,7 +543,10 @@ impl Worker {
     fn fail_all(&mut self, message: String) {
         tracing::error!(%message, "forward step failed; failing the batch");
         for seq in self.running.drain(..) {
-            let _ = seq.request.events.send(GenEvent::Failed { error: EngineError::Internal(message.clone()), usage: seq.usage() });
+            let _ = seq.request.events.send(GenEvent::Failed {
+                error: EngineError::Internal(message.clone()),
+                usage: seq.usage(),
+            });
             self.kv.release(seq.blocks);
         }
     }
@@ -529,7 +571,10 @@ pub async fn collect(
     let mut completion = 0;
     while let Some(event) = rx.recv().await {
         match event {
-            GenEvent::Text { text: t, completion_tokens } => {
+            GenEvent::Text {
+                text: t,
+                completion_tokens,
+            } => {
                 text.push_str(&t);
                 completion = completion_tokens;
             }
@@ -542,4 +587,3 @@ pub async fn collect(
         TokenUsage { prompt: 0, completion },
     ))
 }
-

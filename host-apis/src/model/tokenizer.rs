@@ -55,15 +55,26 @@ pub struct Tokenizer {
 
 impl std::fmt::Debug for Tokenizer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Tokenizer").field("vocab", &self.vocab_size()).field("special", &self.special).finish()
+        f.debug_struct("Tokenizer")
+            .field("vocab", &self.vocab_size())
+            .field("special", &self.special)
+            .finish()
     }
 }
 
 /// Token texts that end a turn in the chat formats of common models.
-const END_OF_TURN: &[&str] = &["<|im_end|>", "<|eot_id|>", "<|end_of_text|>", "<|endoftext|>", "<end_of_turn>", "<|end|>"];
+const END_OF_TURN: &[&str] = &[
+    "<|im_end|>",
+    "<|eot_id|>",
+    "<|end_of_text|>",
+    "<|endoftext|>",
+    "<end_of_turn>",
+    "<|end|>",
+];
 
 /// The GPT-2 split (also the byte-level pre-tokenizer's built-in regex).
-const QWEN2_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
+const QWEN2_SPLIT: &str =
+    r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 const LLAMA3_SPLIT: &str = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+";
 
 impl Tokenizer {
@@ -86,8 +97,11 @@ impl Tokenizer {
         let types = gguf.int_array("tokenizer.ggml.token_type").unwrap_or_default();
         let pre = gguf.opt_str("tokenizer.ggml.pre").unwrap_or("default");
 
-        let vocab: serde_json::Map<String, serde_json::Value> =
-            tokens.iter().enumerate().map(|(id, t)| ((*t).to_owned(), json!(id))).collect();
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens
+            .iter()
+            .enumerate()
+            .map(|(id, t)| ((*t).to_owned(), json!(id)))
+            .collect();
         let merges: Vec<serde_json::Value> = merges.iter().map(|m| json!(m)).collect();
         // Control (3) and user-defined (4) tokens are matched whole in the
         // input text, before the BPE model sees it.
@@ -121,10 +135,18 @@ impl Tokenizer {
         let bytes = serde_json::to_vec(&doc).map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
         let inner = tokenizers::Tokenizer::from_bytes(bytes).map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
 
-        let id = |key: &str| gguf.opt_u64(key).and_then(|v| u32::try_from(v).ok()).filter(|&v| (v as usize) < tokens.len());
+        let id = |key: &str| {
+            gguf.opt_u64(key)
+                .and_then(|v| u32::try_from(v).ok())
+                .filter(|&v| (v as usize) < tokens.len())
+        };
         let bos = id("tokenizer.ggml.bos_token_id");
         let eos = id("tokenizer.ggml.eos_token_id");
-        let text = |t: Option<u32>| t.and_then(|t| tokens.get(t as usize)).map(|s| (*s).to_owned()).unwrap_or_default();
+        let text = |t: Option<u32>| {
+            t.and_then(|t| tokens.get(t as usize))
+                .map(|s| (*s).to_owned())
+                .unwrap_or_default()
+        };
         let mut end_of_generation: Vec<u32> = eos.into_iter().collect();
         if let Some(eot) = id("tokenizer.ggml.eot_token_id") {
             end_of_generation.push(eot);
@@ -159,7 +181,10 @@ impl Tokenizer {
     /// as such. With `add_bos`, BOS is prepended when the model asks for it
     /// and the text does not already start with it.
     pub fn encode(&self, text: &str, add_bos: bool) -> Result<Vec<u32>, TokenizerError> {
-        let encoding = self.inner.encode_fast(text, false).map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
+        let encoding = self
+            .inner
+            .encode_fast(text, false)
+            .map_err(|e| TokenizerError::Tokenizers(e.to_string()))?;
         let mut ids = encoding.get_ids().to_vec();
         if add_bos
             && self.special.add_bos
@@ -173,7 +198,9 @@ impl Tokenizer {
 
     /// Text of `ids`; special tokens are left out.
     pub fn decode(&self, ids: &[u32]) -> Result<String, TokenizerError> {
-        self.inner.decode(ids, true).map_err(|e| TokenizerError::Tokenizers(e.to_string()))
+        self.inner
+            .decode(ids, true)
+            .map_err(|e| TokenizerError::Tokenizers(e.to_string()))
     }
 
     /// Whether `id` ends a generation.
@@ -183,12 +210,8 @@ impl Tokenizer {
 }
 
 fn pre_tokenizer(pre: &str) -> Result<serde_json::Value, TokenizerError> {
-    let byte_level = |use_regex: bool| {
-        json!({ "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex })
-    };
-    let split = |pattern: &str| {
-        json!({ "type": "Split", "pattern": { "Regex": pattern }, "behavior": "Isolated", "invert": false })
-    };
+    let byte_level = |use_regex: bool| json!({ "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": use_regex });
+    let split = |pattern: &str| json!({ "type": "Split", "pattern": { "Regex": pattern }, "behavior": "Isolated", "invert": false });
     Ok(match pre {
         "default" | "gpt2" | "gpt-2" => byte_level(true),
         // Digits one at a time, then GPT-2's split.
@@ -196,7 +219,9 @@ fn pre_tokenizer(pre: &str) -> Result<serde_json::Value, TokenizerError> {
             "type": "Sequence",
             "pretokenizers": [{ "type": "Digits", "individual_digits": true }, byte_level(true)],
         }),
-        "qwen2" | "deepseek-r1-qwen" => json!({ "type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)] }),
+        "qwen2" | "deepseek-r1-qwen" => {
+            json!({ "type": "Sequence", "pretokenizers": [split(QWEN2_SPLIT), byte_level(false)] })
+        }
         "llama3" | "llama-bpe" | "falcon3" | "pixtral" => {
             json!({ "type": "Sequence", "pretokenizers": [split(LLAMA3_SPLIT), byte_level(false)] })
         }

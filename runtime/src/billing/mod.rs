@@ -352,6 +352,50 @@ impl Billing {
         }
     }
 
+    /// Model tokens the tenant may still use this month: the least of what
+    /// its token quota and its budget (at the dearest token price of any
+    /// model) allow. `None` when neither limits it. A generation stops when
+    /// it reaches this, as if at its max tokens. Concurrent invocations each
+    /// see the whole allowance, so the month can overshoot by what they
+    /// generate together.
+    pub fn token_allowance(&self, tenant: &str) -> Option<u64> {
+        let state = self.tenants.get(tenant)?;
+        let quotas = state.quotas();
+        let month = state.month();
+        let current = month_of(now_ms());
+        let (spent, tokens) = if month.month == current {
+            (month.spent_micros, month.tokens)
+        } else {
+            (0, 0)
+        };
+        let by_tokens = quotas.monthly_tokens.map(|limit| limit.saturating_sub(tokens));
+        let prices = self.prices();
+        let dearest = prices
+            .1
+            .models
+            .values()
+            .flat_map(|p| {
+                [
+                    p.per_million_input_tokens,
+                    p.per_million_output_tokens,
+                    p.per_million_embedding_tokens,
+                ]
+            })
+            .max()
+            .unwrap_or(0);
+        let by_budget = match (quotas.monthly_budget_micros, dearest) {
+            (Some(budget), price) if price > 0 => Some(
+                (u128::from(budget.saturating_sub(spent)) * 1_000_000 / u128::from(price)).min(u128::from(u64::MAX))
+                    as u64,
+            ),
+            _ => None,
+        };
+        match (by_tokens, by_budget) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
     /// Prices an invocation's usage and writes it durably. Returns once the
     /// records are committed.
     pub async fn record(

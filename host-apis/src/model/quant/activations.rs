@@ -20,9 +20,7 @@ pub(crate) enum ActKind {
 pub(crate) fn act_kind(ty: GgmlType) -> ActKind {
     match ty {
         GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => ActKind::Q8,
-        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => {
-            ActKind::F32
-        }
+        GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K => ActKind::F32,
     }
 }
 
@@ -61,7 +59,11 @@ impl Activations {
             actual: x.len(),
         })?;
         if x.len() != expected {
-            return Err(QuantError::Len { what: format!("activations [{tokens} x {cols}]"), expected, actual: x.len() });
+            return Err(QuantError::Len {
+                what: format!("activations [{tokens} x {cols}]"),
+                expected,
+                actual: x.len(),
+            });
         }
         let mut need_q8 = false;
         let mut need_f32 = false;

@@ -2,8 +2,6 @@
 
 use std::cell::RefCell;
 
-use rayon::prelude::*;
-
 use super::activations::{ActKind, act_kind};
 use super::dot::{self, MAX_TOKENS};
 use super::{Activations, GgmlType, QMatrix, QuantError, cpu, dequantize_row};
@@ -56,23 +54,37 @@ pub(crate) fn matmul_with(
     }
     .clamp(1, total_rows);
     let chunks = split_jobs(weights, outs, tokens, total_rows, nchunks);
-    if chunks.len() == 1 {
-        // Nothing to share: skip the cross-thread handoff.
-        chunks.into_iter().for_each(|c| run_chunk(c, x, simd));
-    } else {
-        pool.install(|| chunks.into_par_iter().with_max_len(1).for_each(|c| run_chunk(c, x, simd)));
-    }
+    // The calling thread works on the first chunk while the pool takes the rest: one handoff
+    // instead of install's two (inject + steal) when called from outside the pool, and a plain
+    // scope when called from a pool thread. A single chunk never leaves the calling thread.
+    let mut chunks = chunks.into_iter();
+    let first = chunks.next();
+    pool.in_place_scope(|scope| {
+        for chunk in chunks {
+            scope.spawn(move |_| run_chunk(chunk, x, simd));
+        }
+        if let Some(chunk) = first {
+            run_chunk(chunk, x, simd);
+        }
+    });
     Ok(())
 }
 
 /// Check every shape up front so the kernels can index without failing.
 fn validate(weights: &[&QMatrix], x: &Activations, outs: &[&mut [f32]]) -> Result<(), QuantError> {
     if weights.len() != outs.len() {
-        return Err(QuantError::OutCount { weights: weights.len(), outs: outs.len() });
+        return Err(QuantError::OutCount {
+            weights: weights.len(),
+            outs: outs.len(),
+        });
     }
     for (index, (w, out)) in weights.iter().zip(outs.iter()).enumerate() {
         if w.cols() != x.cols() {
-            return Err(QuantError::ColsMismatch { index, weight_cols: w.cols(), act_cols: x.cols() });
+            return Err(QuantError::ColsMismatch {
+                index,
+                weight_cols: w.cols(),
+                act_cols: x.cols(),
+            });
         }
         let prepared = match act_kind(w.ty()) {
             ActKind::Q8 => x.q8().is_some(),
@@ -129,8 +141,14 @@ fn split_jobs<'a>(
                 segs.push((c, lo - base, hi - base));
             }
         }
-        let mut jobs: Vec<Job<'a>> =
-            segs.iter().map(|&(_, r0, _)| Job { w, r0, outs: Vec::with_capacity(tokens) }).collect();
+        let mut jobs: Vec<Job<'a>> = segs
+            .iter()
+            .map(|&(_, r0, _)| Job {
+                w,
+                r0,
+                outs: Vec::with_capacity(tokens),
+            })
+            .collect();
         for token_out in out.chunks_exact_mut(rows) {
             let mut rest = token_out;
             for (job, &(_, r0, r1)) in jobs.iter_mut().zip(&segs) {
@@ -187,16 +205,16 @@ fn run_q8(job: &mut Job<'_>, x: &Activations, simd: bool) {
     let Some(q8) = x.q8() else { return };
     let (ty, cols, tokens) = (job.w.ty(), x.cols(), x.tokens());
     let nrows = job.outs.first().map_or(0, |o| o.len());
-    let mut res = [0.0f32; MAX_TOKENS];
+    let mut res = [0.0f32; ROW_STEP * MAX_TOKENS];
     for s0 in (0..nrows).step_by(ROW_STEP) {
         let s1 = (s0 + ROW_STEP).min(nrows);
+        let w = job.w.rows_data(job.r0 + s0, job.r0 + s1);
         for t0 in (0..tokens).step_by(MAX_TOKENS) {
             let n = MAX_TOKENS.min(tokens - t0);
-            for i in s0..s1 {
-                let row = job.w.row_data(job.r0 + i);
-                dot::q8_rows(ty, simd, row, q8, cols, t0, &mut res[..n]);
-                for (k, &v) in res[..n].iter().enumerate() {
-                    job.outs[t0 + k][i] = v;
+            dot::q8_rows(ty, simd, w, q8, cols, t0, n, &mut res[..(s1 - s0) * n]);
+            for (i, r) in res[..(s1 - s0) * n].chunks_exact(n).enumerate() {
+                for (k, &v) in r.iter().enumerate() {
+                    job.outs[t0 + k][s0 + i] = v;
                 }
             }
         }

@@ -32,13 +32,25 @@ impl QMatrix {
     pub fn new(ty: GgmlType, rows: usize, cols: usize, data: Bytes) -> Result<Self, QuantError> {
         let row_bytes = ty.row_bytes(cols)?;
         let what = || format!("{} matrix [{rows} x {cols}]", ty.name());
-        let expected = rows
-            .checked_mul(row_bytes)
-            .ok_or_else(|| QuantError::DataLength { what: what(), expected: usize::MAX, actual: data.len() })?;
+        let expected = rows.checked_mul(row_bytes).ok_or_else(|| QuantError::DataLength {
+            what: what(),
+            expected: usize::MAX,
+            actual: data.len(),
+        })?;
         if data.len() != expected {
-            return Err(QuantError::DataLength { what: what(), expected, actual: data.len() });
+            return Err(QuantError::DataLength {
+                what: what(),
+                expected,
+                actual: data.len(),
+            });
         }
-        Ok(Self { ty, rows, cols, row_bytes, data })
+        Ok(Self {
+            ty,
+            rows,
+            cols,
+            row_bytes,
+            data,
+        })
     }
 
     /// Element type.
@@ -63,14 +75,22 @@ impl QMatrix {
 
     /// Raw bytes of row `r`; the caller guarantees `r < rows`.
     pub(crate) fn row_data(&self, r: usize) -> &[u8] {
-        &self.data[r * self.row_bytes..(r + 1) * self.row_bytes]
+        self.rows_data(r, r + 1)
+    }
+
+    /// Raw bytes of rows `r0..r1` (contiguous); the caller guarantees `r0 <= r1 <= rows`.
+    pub(crate) fn rows_data(&self, r0: usize, r1: usize) -> &[u8] {
+        &self.data[r0 * self.row_bytes..r1 * self.row_bytes]
     }
 
     /// Dequantize row r into dst (for embedding lookups). Error when r >= rows or
     /// `dst.len() != cols`.
     pub fn row_into(&self, r: usize, dst: &mut [f32]) -> Result<(), QuantError> {
         if r >= self.rows {
-            return Err(QuantError::RowOutOfRange { row: r, rows: self.rows });
+            return Err(QuantError::RowOutOfRange {
+                row: r,
+                rows: self.rows,
+            });
         }
         if dst.len() != self.cols {
             return Err(QuantError::Len {

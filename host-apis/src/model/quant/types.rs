@@ -125,7 +125,11 @@ impl GgmlType {
     pub fn row_bytes(self, cols: usize) -> Result<usize, QuantError> {
         let block_len = self.block_len();
         if !cols.is_multiple_of(block_len) {
-            return Err(QuantError::ColsNotBlockMultiple { ty: self.name(), block_len, cols });
+            return Err(QuantError::ColsNotBlockMultiple {
+                ty: self.name(),
+                block_len,
+                cols,
+            });
         }
         Ok(cols / block_len * self.block_bytes())
     }

@@ -20,26 +20,38 @@ const K_Q5_0: u8 = 2;
 const K_Q5_1: u8 = 3;
 const K_Q8_0: u8 = 4;
 
-/// Run the SIMD dot of one legacy-quant weight row with activation rows `t0..t0 + out.len()`
-/// (`out.len()` <= 4). Returns false, leaving `out` untouched, when the CPU lacks the features
-/// or the type has no SIMD kernel, so the caller falls back to scalar.
-pub(crate) fn dot_q8_rows(ty: GgmlType, w: &[u8], a: &Q8Acts, cols: usize, t0: usize, out: &mut [f32]) -> bool {
+/// SIMD dots of consecutive legacy-quant weight rows (`w` = whole rows of `cols` elements) with
+/// activation rows `t0..t0 + n` (`n` <= 4): `res[i * n + k] = dot(row i, token t0 + k)`.
+/// Returns false, leaving `res` untouched, when the CPU lacks the features or the type has no
+/// SIMD kernel, so the caller falls back to scalar.
+pub(crate) fn dot_q8_rows(
+    ty: GgmlType,
+    w: &[u8],
+    a: &Q8Acts,
+    cols: usize,
+    t0: usize,
+    n: usize,
+    res: &mut [f32],
+) -> bool {
     if !cpu::simd() {
         return false;
     }
     let nb = cols / QK;
-    let row = |t: usize| (&a.qs[t * cols..(t + 1) * cols], &a.d[t * nb..(t + 1) * nb], &a.s[t * nb..(t + 1) * nb]);
+    let row = |t: usize| {
+        (
+            &a.qs[t * cols..(t + 1) * cols],
+            &a.d[t * nb..(t + 1) * nb],
+            &a.s[t * nb..(t + 1) * nb],
+        )
+    };
+    let row_bytes = nb * ty.block_bytes();
     macro_rules! run {
         ($k:expr) => {
-            match out.len() {
-                4 => run_n::<$k, 4>(w, t0, row, out),
-                3 => run_n::<$k, 3>(w, t0, row, out),
-                2 => run_n::<$k, 2>(w, t0, row, out),
-                _ => {
-                    for (i, o) in out.iter_mut().enumerate() {
-                        run_n::<$k, 1>(w, t0 + i, row, std::slice::from_mut(o));
-                    }
-                }
+            match n {
+                4 => run_n::<$k, 4>(w, row_bytes, t0, row, res),
+                3 => run_n::<$k, 3>(w, row_bytes, t0, row, res),
+                2 => run_n::<$k, 2>(w, row_bytes, t0, row, res),
+                _ => run_n::<$k, 1>(w, row_bytes, t0, row, res),
             }
         };
     }
@@ -59,14 +71,14 @@ type Q8Slices<'a> = (&'a [i8], &'a [f32], &'a [f32]);
 #[inline(always)]
 fn run_n<'a, const K: u8, const N: usize>(
     w: &[u8],
+    row_bytes: usize,
     t0: usize,
     row: impl Fn(usize) -> Q8Slices<'a>,
-    out: &mut [f32],
+    res: &mut [f32],
 ) {
-    let rows: [Q8Slices<'a>; N] = std::array::from_fn(|i| row(t0 + i));
+    let ys: [Q8Slices<'a>; N] = std::array::from_fn(|i| row(t0 + i));
     // SAFETY: only reached after `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
-    let res = unsafe { dot_kernel::<K, N>(w, &rows) };
-    out.copy_from_slice(&res);
+    unsafe { rows_kernel::<K, N>(w, row_bytes, &ys, res) };
 }
 
 /// Bytes per block for kernel kind `K`.
@@ -80,46 +92,78 @@ const fn block_bytes(k: u8) -> usize {
     }
 }
 
+/// All rows of `w` against `N` tokens. The row loop lives inside the target-feature function so
+/// the per-row work is just the inlined block loop: with one token a row is only ~20 blocks, and
+/// per-call overhead outside the kernel used to cost as much as the dot itself.
+#[target_feature(enable = "avx2,fma,f16c")]
+fn rows_kernel<const K: u8, const N: usize>(w: &[u8], row_bytes: usize, ys: &[Q8Slices<'_>; N], res: &mut [f32]) {
+    if row_bytes == 0 {
+        return;
+    }
+    for (wr, out) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(N)) {
+        out.copy_from_slice(&dot_kernel::<K, N>(wr, ys));
+    }
+}
+
 /// Dot of one weight row (kind `K`) with `N` Q8 activation rows.
 ///
 /// Signed kinds use ggml's `mul_sum_i8_pairs` trick (|x| times y with x's sign moved onto y, so
 /// `maddubs` can take an unsigned first operand); the offset kinds (Q4_1/Q5_1) have unsigned
 /// quants already and add `m * s` per block separately.
+#[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
 fn dot_kernel<const K: u8, const N: usize>(w: &[u8], ys: &[Q8Slices<'_>; N]) -> [f32; N] {
     let signed = matches!(K, K_Q4_0 | K_Q5_0 | K_Q8_0);
     let has_min = matches!(K, K_Q4_1 | K_Q5_1);
     let ones = _mm256_set1_epi16(1);
-    let mut acc = [_mm256_setzero_ps(); N];
-    let mut summ = [0.0f32; N];
-    for (b, blk) in w.chunks_exact(block_bytes(K)).enumerate() {
-        let (dx, mx) = f16_pair(blk);
-        let qx = match K {
-            K_Q4_0 => _mm256_sub_epi8(nibbles(&blk[2..18]), _mm256_set1_epi8(8)),
-            K_Q4_1 => nibbles(&blk[4..20]),
-            // High bit clear means value - 16 < 0: OR 0xF0 into those bytes to sign-extend.
-            K_Q5_0 => _mm256_or_si256(
-                nibbles(&blk[6..22]),
-                _mm256_andnot_si256(bit_bytes(&blk[2..6]), _mm256_set1_epi8(0xF0u8 as i8)),
-            ),
-            K_Q5_1 => _mm256_or_si256(nibbles(&blk[8..24]), _mm256_and_si256(bit_bytes(&blk[4..8]), _mm256_set1_epi8(0x10))),
-            _ => load32(&blk[2..34]),
-        };
-        let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
-        for j in 0..N {
-            let (qs, d, s) = ys[j];
-            let qy = load32_i8(&qs[b * QK..(b + 1) * QK]);
-            let qy = if signed { _mm256_sign_epi8(qy, qx) } else { qy };
-            let p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, qy), ones);
-            acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d[b]), _mm256_cvtepi32_ps(p), acc[j]);
-            if has_min {
-                summ[j] += mx * s[b];
+    // Two accumulator sets (even / odd blocks) so consecutive FMAs do not wait on each other's
+    // latency. The loop is unrolled by hand (macro) so both sets stay in registers.
+    let mut acc0 = [_mm256_setzero_ps(); N];
+    let mut acc1 = [_mm256_setzero_ps(); N];
+    // Same for the scalar `m * s` sums of the offset kinds.
+    let mut summ0 = [0.0f32; N];
+    let mut summ1 = [0.0f32; N];
+    macro_rules! block {
+        ($b:expr, $blk:expr, $acc:ident, $summ:ident) => {{
+            let (b, blk): (usize, &[u8]) = ($b, $blk);
+            let (dx, mx) = f16_pair(blk);
+            let qx = match K {
+                K_Q4_0 => _mm256_sub_epi8(nibbles(&blk[2..18]), _mm256_set1_epi8(8)),
+                K_Q4_1 => nibbles(&blk[4..20]),
+                // High bit clear means value - 16 < 0: OR 0xF0 into those bytes to sign-extend.
+                K_Q5_0 => _mm256_or_si256(
+                    nibbles(&blk[6..22]),
+                    _mm256_andnot_si256(bit_bytes(&blk[2..6]), _mm256_set1_epi8(0xF0u8 as i8)),
+                ),
+                K_Q5_1 => _mm256_or_si256(
+                    nibbles(&blk[8..24]),
+                    _mm256_and_si256(bit_bytes(&blk[4..8]), _mm256_set1_epi8(0x10)),
+                ),
+                _ => load32(&blk[2..34]),
+            };
+            let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
+            for j in 0..N {
+                let (qs, d, s) = ys[j];
+                let qy = load32_i8(&qs[b * QK..(b + 1) * QK]);
+                let qy = if signed { _mm256_sign_epi8(qy, qx) } else { qy };
+                let p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, qy), ones);
+                $acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d[b]), _mm256_cvtepi32_ps(p), $acc[j]);
+                if has_min {
+                    $summ[j] += mx * s[b];
+                }
             }
+        }};
+    }
+    let mut blocks = w.chunks_exact(block_bytes(K)).enumerate();
+    while let Some((b, blk)) = blocks.next() {
+        block!(b, blk, acc0, summ0);
+        if let Some((b, blk)) = blocks.next() {
+            block!(b, blk, acc1, summ1);
         }
     }
     let mut out = [0.0f32; N];
     for j in 0..N {
-        out[j] = hsum(acc[j]) + summ[j];
+        out[j] = hsum(_mm256_add_ps(acc0[j], acc1[j])) + (summ0[j] + summ1[j]);
     }
     out
 }
@@ -217,7 +261,10 @@ fn dot_f32_kernel(a: &[f32], b: &[f32]) -> f32 {
         }
     }
     let tail: f32 = a[full..].iter().zip(&b[full..]).map(|(x, y)| x * y).sum();
-    hsum(_mm256_add_ps(_mm256_add_ps(acc[0], acc[1]), _mm256_add_ps(acc[2], acc[3]))) + tail
+    hsum(_mm256_add_ps(
+        _mm256_add_ps(acc[0], acc[1]),
+        _mm256_add_ps(acc[2], acc[3]),
+    )) + tail
 }
 
 /// Widen little-endian f16 values to f32 with F16C. Returns false without it.

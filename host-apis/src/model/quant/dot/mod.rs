@@ -12,24 +12,41 @@ use super::types::QK;
 /// Most tokens one kernel call handles; the weight block is unpacked once for all of them.
 pub(crate) const MAX_TOKENS: usize = 4;
 
-/// `out[i] = dot(w, activation row t0 + i)` for a legacy-quant weight row (`out.len()` <=
-/// [`MAX_TOKENS`]).
-pub(crate) fn q8_rows(ty: GgmlType, simd: bool, w: &[u8], a: &Q8Acts, cols: usize, t0: usize, out: &mut [f32]) {
+/// Dots of consecutive weight rows `w` (whole rows of `cols` elements, legacy quant type) with
+/// activation rows `t0..t0 + n` (`n` <= [`MAX_TOKENS`]): `res[i * n + k] = dot(row i, token
+/// t0 + k)`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn q8_rows(
+    ty: GgmlType,
+    simd: bool,
+    w: &[u8],
+    a: &Q8Acts,
+    cols: usize,
+    t0: usize,
+    n: usize,
+    res: &mut [f32],
+) {
     #[cfg(target_arch = "x86_64")]
-    if simd && avx2::dot_q8_rows(ty, w, a, cols, t0, out) {
+    if simd && avx2::dot_q8_rows(ty, w, a, cols, t0, n, res) {
         return;
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = simd;
     let nb = cols / QK;
-    for (i, o) in out.iter_mut().enumerate() {
-        let t = t0 + i;
-        let row = scalar::Q8Row {
-            qs: &a.qs[t * cols..(t + 1) * cols],
-            d: &a.d[t * nb..(t + 1) * nb],
-            s: &a.s[t * nb..(t + 1) * nb],
-        };
-        *o = scalar::dot_q8(ty, w, &row);
+    let row_bytes = nb * ty.block_bytes();
+    if row_bytes == 0 || n == 0 {
+        return;
+    }
+    for (wr, out) in w.chunks_exact(row_bytes).zip(res.chunks_exact_mut(n)) {
+        for (k, o) in out.iter_mut().enumerate() {
+            let t = t0 + k;
+            let row = scalar::Q8Row {
+                qs: &a.qs[t * cols..(t + 1) * cols],
+                d: &a.d[t * nb..(t + 1) * nb],
+                s: &a.s[t * nb..(t + 1) * nb],
+            };
+            *o = scalar::dot_q8(ty, wr, &row);
+        }
     }
 }
 

@@ -59,7 +59,11 @@ pub(crate) fn dot_q8(ty: GgmlType, w: &[u8], y: &Q8Row<'_>) -> f32 {
             }
             // Q8_0; the dispatcher only sends legacy types here.
             _ => {
-                let sumi: i32 = blk[2..34].iter().zip(qy).map(|(&q, &v)| q as i8 as i32 * v as i32).sum();
+                let sumi: i32 = blk[2..34]
+                    .iter()
+                    .zip(qy)
+                    .map(|(&q, &v)| q as i8 as i32 * v as i32)
+                    .sum();
                 f16_at(blk, 0) * dy * sumi as f32
             }
         };
