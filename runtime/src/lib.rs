@@ -14,6 +14,7 @@ pub mod artifacts;
 pub mod auth;
 pub mod billing;
 pub mod capabilities;
+pub mod catalog;
 pub mod config;
 pub mod engine;
 pub mod gateway;

@@ -79,6 +79,8 @@ pub struct Node {
     pub devices: wafer_host_apis::tensor::DevicePool,
     /// Models resident on the node, shared by every function.
     pub models: wafer_host_apis::model::Models,
+    /// When the node started, Unix seconds (the `created` of its models).
+    pub started_unix_secs: u64,
 }
 
 impl Node {
@@ -129,6 +131,7 @@ impl Node {
             billing,
             devices,
             models,
+            started_unix_secs: crate::units::now_ms() / 1000,
         };
         Ok((Arc::new(node), new_token))
     }

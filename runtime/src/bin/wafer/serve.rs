@@ -16,6 +16,7 @@ pub fn run(
     data_dir: Option<PathBuf>,
     config: Option<PathBuf>,
     deploy: Vec<PathBuf>,
+    models: Vec<String>,
 ) -> Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -23,10 +24,32 @@ pub fn run(
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info,wasmtime=warn,cranelift=warn")),
         )
         .init();
-    let config = match config {
+    let mut config = match config {
         Some(path) => NodeConfig::load(&path)?,
         None => NodeConfig::default(),
     };
+    for model in models {
+        let (name, path) = match model.split_once('=') {
+            Some((name, path)) => (name.to_owned(), PathBuf::from(path)),
+            None => {
+                let entry = wafer_runtime::catalog::find(&model)?;
+                let dir = config
+                    .models_dir
+                    .clone()
+                    .unwrap_or_else(wafer_runtime::config::default_models_dir);
+                if !entry.is_pulled(&dir) {
+                    anyhow::bail!(
+                        "model `{model}` is not pulled into {}: run `wafer models pull {model}`",
+                        dir.display()
+                    );
+                }
+                (model.clone(), PathBuf::from(entry.path))
+            }
+        };
+        config
+            .models
+            .insert(name, wafer_host_apis::model::ModelConfig::at(path));
+    }
     let listen = match listen.or(config.listen) {
         Some(addr) => addr,
         None => DEFAULT_LISTEN.parse()?,
