@@ -54,15 +54,32 @@
 //! * **Streaming responses**: see [`http::stream`].
 //! * **Tensors**: [`tensor::Tensor`] runs tensor operations on the host's
 //!   devices (CPU or GPU) through the `wafer:ai/tensor` import.
+//! * **Models**: [`llm::chat`], [`llm::infer`] and their streaming forms
+//!   generate text, and [`embeddings::embed`] embeds it, on the models the
+//!   node serves. A function names the models it may use in its manifest
+//!   (`models = ["smollm2-135m-instruct"]`).
 //!
 //! # Features
 //!
 //! * `json` (off by default): `Request::json` and `Response::json`, using
 //!   `serde` and `serde_json`.
 
+pub mod embeddings;
 mod error;
 pub mod http;
+pub mod llm;
 pub mod tensor;
+
+/// Bindings for the `wafer:ai` imports, generated from `host-apis/wit`.
+/// Needed on every target: off wasm32 the generated imports are never
+/// reached, because every entry point checks for the host first.
+#[allow(missing_docs, unsafe_code, clippy::all)]
+mod bindings {
+    wit_bindgen::generate!({
+        path: "../../host-apis/wit",
+        world: "imports",
+    });
+}
 #[cfg(target_arch = "wasm32")]
 mod wasm;
 

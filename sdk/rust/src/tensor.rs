@@ -48,15 +48,7 @@
 use std::fmt;
 use std::ops::{Add, Div, Mul, Neg, Range, Sub};
 
-#[allow(missing_docs, unsafe_code, clippy::all)]
-mod generated {
-    wit_bindgen::generate!({
-        path: "../../host-apis/wit",
-        world: "imports",
-    });
-}
-
-use generated::wafer::ai::tensor as wit;
+use crate::bindings::wafer::ai::tensor as wit;
 
 /// Element types.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
