@@ -4,6 +4,7 @@
 pub mod admin;
 pub mod billing;
 pub mod error;
+pub mod openai;
 
 use crate::invoker;
 use crate::node::Node;
@@ -19,7 +20,10 @@ pub fn router(node: Arc<Node>) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .nest("/v1", admin::router(&node).merge(billing::router()))
+        .nest(
+            "/v1",
+            admin::router(&node).merge(billing::router()).merge(openai::router()),
+        )
         .fallback(function)
         .with_state(node)
 }
