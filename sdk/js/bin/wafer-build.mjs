@@ -1,14 +1,17 @@
 #!/usr/bin/env node
-// wafer-build [DIR] [--entry FILE] [--out FILE] [--force]
+// wafer-build [DIR] [--entry FILE] [--out FILE] [--force] [--json]
 // Bundles a JS/TS Wafer function and componentizes it (see lib/build.mjs).
 import { build, BuildError } from '../lib/build.mjs';
 
-const usage = `usage: wafer-build [DIR] [--entry FILE] [--out FILE] [--force]
+const usage = `usage: wafer-build [DIR] [--entry FILE] [--out FILE] [--force] [--json]
 
 Builds the function in DIR (default .) into a WebAssembly component:
   --entry FILE   the entry module (default: package.json "wafer.entry", else src/index.ts or src/index.js)
   --out FILE     where to write the component (default: \`component\` in wafer.toml, else dist/NAME.wasm)
-  --force        componentize even if nothing changed since the last build`;
+  --force        componentize even if nothing changed since the last build
+  --json         print the result as JSON ({"component", "imports", "bytes", "cached"})
+
+WAFER_JS_CACHE=DIR keeps every component built by content hash in DIR and reuses it.`;
 
 const options = {};
 const args = process.argv.slice(2);
@@ -22,6 +25,7 @@ for (let i = 0; i < args.length; i++) {
   if (arg === '--entry') options.entry = value();
   else if (arg === '--out') options.out = value();
   else if (arg === '--force') options.force = true;
+  else if (arg === '--json') options.json = true;
   else if (arg === '-h' || arg === '--help') {
     console.log(usage);
     process.exit(0);
@@ -38,6 +42,10 @@ function fail(message) {
 try {
   const started = Date.now();
   const result = await build(options);
+  if (options.json) {
+    console.log(JSON.stringify(result));
+    process.exit(0);
+  }
   const mb = (result.bytes / 1e6).toFixed(1);
   const how = result.cached ? 'unchanged' : `built in ${((Date.now() - started) / 1000).toFixed(1)} s`;
   console.log(`${result.component} (${mb} MB, ${how}; imports: ${result.imports.join(', ') || 'none'})`);

@@ -12,7 +12,7 @@
 // Nothing is downloaded: everything comes from `npm install`.
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { cp, mkdir, readFile, readdir, rm, writeFile } from 'node:fs/promises';
+import { cp, mkdir, readFile, readdir, rename, rm, writeFile } from 'node:fs/promises';
 import { dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -44,6 +44,8 @@ export class BuildError extends Error {}
  * @param {string} [options.out]    the component to write, relative to `dir`
  *                                  (default: `component` in wafer.toml, else dist/NAME.wasm)
  * @param {boolean} [options.force] componentize even when nothing changed
+ * @param {string} [options.cacheDir] a folder of components by content hash, shared
+ *                                    between builds (default: $WAFER_JS_CACHE, else none)
  * @param {(line: string) => void} [options.log]
  * @returns {Promise<{component: string, imports: string[], bytes: number, cached: boolean}>}
  */
@@ -75,6 +77,15 @@ export async function build(options = {}) {
     const bytes = (await readFile(out)).length;
     return { component: out, imports, bytes, cached: true };
   }
+  // The same bundle, world and componentize-js give the same component.
+  const cacheDir = options.cacheDir ?? process.env.WAFER_JS_CACHE;
+  const cached = cacheDir ? join(resolve(cacheDir), `${stamp}.wasm`) : null;
+  if (!options.force && cached && existsSync(cached)) {
+    await mkdir(dirname(out), { recursive: true });
+    await cp(cached, out);
+    await writeFile(stampFile, `${stamp} ${out}`);
+    return { component: out, imports, bytes: (await readFile(out)).length, cached: true };
+  }
 
   // componentize-js reads the WIT and the source from under the current
   // directory (it maps it into the Wizer sandbox), so both live in `work`.
@@ -98,6 +109,13 @@ export async function build(options = {}) {
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, component);
   await writeFile(stampFile, `${stamp} ${out}`);
+  if (cached) {
+    // Write then rename, so a concurrent build never copies half a file.
+    await mkdir(dirname(cached), { recursive: true });
+    const partial = `${cached}.${process.pid}.partial`;
+    await writeFile(partial, component);
+    await rename(partial, cached);
+  }
   return { component: out, imports, bytes: component.length, cached: false };
 }
 
