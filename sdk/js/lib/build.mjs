@@ -73,13 +73,14 @@ export async function build(options = {}) {
     .update(`componentize-js ${version}`)
     .digest('hex');
   const stampFile = join(work, 'stamp');
-  if (!options.force && existsSync(out) && (await readFile(stampFile, 'utf8').catch(() => '')) === `${stamp} ${out}`) {
-    const bytes = (await readFile(out)).length;
-    return { component: out, imports, bytes, cached: true };
-  }
   // The same bundle, world and componentize-js give the same component.
   const cacheDir = options.cacheDir ?? process.env.WAFER_JS_CACHE;
   const cached = cacheDir ? join(resolve(cacheDir), `${stamp}.wasm`) : null;
+  if (!options.force && existsSync(out) && (await readFile(stampFile, 'utf8').catch(() => '')) === `${stamp} ${out}`) {
+    const component = await readFile(out);
+    if (cached && !existsSync(cached)) await saveAtomically(cached, component);
+    return { component: out, imports, bytes: component.length, cached: true };
+  }
   if (!options.force && cached && existsSync(cached)) {
     await mkdir(dirname(out), { recursive: true });
     await cp(cached, out);
@@ -109,14 +110,16 @@ export async function build(options = {}) {
   await mkdir(dirname(out), { recursive: true });
   await writeFile(out, component);
   await writeFile(stampFile, `${stamp} ${out}`);
-  if (cached) {
-    // Write then rename, so a concurrent build never copies half a file.
-    await mkdir(dirname(cached), { recursive: true });
-    const partial = `${cached}.${process.pid}.partial`;
-    await writeFile(partial, component);
-    await rename(partial, cached);
-  }
+  if (cached) await saveAtomically(cached, component);
   return { component: out, imports, bytes: component.length, cached: false };
+}
+
+/** Writes then renames, so a concurrent build never reads half a file. */
+async function saveAtomically(path, bytes) {
+  await mkdir(dirname(path), { recursive: true });
+  const partial = `${path}.${process.pid}.partial`;
+  await writeFile(partial, bytes);
+  await rename(partial, path);
 }
 
 /** The `name` and `component` of a function's wafer.toml, if it has one. */
