@@ -111,7 +111,10 @@ fn sdk_matches_host_apis_wit() {
     let sdk = sdk();
     // The WIT copy and the generated TypeScript declarations are what
     // host-apis/wit makes today.
-    run(Command::new("node").arg("scripts/gen.mjs").arg("--check").current_dir(sdk));
+    run(Command::new("node")
+        .arg("scripts/gen.mjs")
+        .arg("--check")
+        .current_dir(sdk));
     // The SDK's TypeScript (and the TypeScript examples) type-check against them.
     run(Command::new("node")
         .arg("node_modules/typescript/bin/tsc")
@@ -187,7 +190,8 @@ async fn hello_js_end_to_end() {
         .await
         .text();
     assert!(
-        logs.lines().any(|l| l.contains(&id) && l.contains("this handler fails on purpose")),
+        logs.lines()
+            .any(|l| l.contains(&id) && l.contains("this handler fails on purpose")),
         "{logs}"
     );
 
@@ -211,7 +215,10 @@ async fn tensor_mlp_js_matches_numpy() {
 
     for engine in ["host", "wasm"] {
         let response = node
-            .post(&format!("/mlp-js?engine={engine}"), json!({ "inputs": inputs }).to_string())
+            .post(
+                &format!("/mlp-js?engine={engine}"),
+                json!({ "inputs": inputs }).to_string(),
+            )
             .await;
         assert_eq!(response.status, StatusCode::OK, "{}", response.text());
         assert!(response.headers.contains_key("x-forward-ns"));
@@ -244,7 +251,9 @@ async fn tensor_mlp_js_matches_numpy() {
         assert_eq!(response.status, StatusCode::BAD_REQUEST, "{bad}: {}", response.text());
         assert_eq!(response.code(), "bad_request");
     }
-    let response = node.post("/mlp-js?engine=gpu", json!({"inputs": [[1, 2, 3, 4]]}).to_string()).await;
+    let response = node
+        .post("/mlp-js?engine=gpu", json!({"inputs": [[1, 2, 3, 4]]}).to_string())
+        .await;
     assert_eq!(response.status, StatusCode::BAD_REQUEST);
 }
 
@@ -258,4 +267,109 @@ fn model_examples_build_against_the_wit() {
     let search = imports(&example("semantic-search"));
     assert!(search.iter().any(|i| i == "wafer:ai/embeddings@0.1.0"), "{search:?}");
     assert!(search.iter().all(|i| !i.starts_with("wafer:ai/tensor")), "{search:?}");
+}
+
+/// A `wafer serve` child process on a free port.
+struct Server {
+    child: std::process::Child,
+    url: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data_dir: &Path) -> Server {
+    use std::io::{BufRead, BufReader};
+    let mut child = Command::new(env!("CARGO_BIN_EXE_wafer"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data_dir)
+        .env("WAFER_LOG", "warn")
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let url = loop {
+        let line = lines.next().expect("wafer serve exited").unwrap();
+        if let Some(rest) = line.split("listening on ").nth(1) {
+            break rest.split_whitespace().next().unwrap().to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    Server { child, url }
+}
+
+/// `wafer new js` scaffolds a function that `wafer build` builds (npm
+/// install included) and `wafer deploy` deploys from its folder.
+#[test]
+fn wafer_new_build_deploy_js() {
+    let sdk = sdk();
+    let work = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let wafer = |args: &[&str]| {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_wafer"));
+        command
+            .args(args)
+            .current_dir(work.path())
+            .env("WAFER_JS_SDK_PATH", sdk)
+            .env("WAFER_JS_CACHE", target_dir().join("wafer-js-cache"))
+            .env("WAFER_DATA_DIR", data.path())
+            .env_remove("WAFER_TOKEN");
+        command
+    };
+    for typescript in [false, true] {
+        let name = if typescript { "greeter-ts" } else { "greeter-js" };
+        let mut args = vec!["new", "js", name];
+        if typescript {
+            args.push("--typescript");
+        }
+        run(&mut wafer(&args));
+        let dir = work.path().join(name);
+        let entry = if typescript { "src/index.ts" } else { "src/index.js" };
+        assert!(dir.join(entry).exists() && dir.join("wafer.toml").exists());
+        let out = run(&mut wafer(&["build", name]));
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        assert!(stdout.contains(&format!("dist/{name}.wasm")), "{stdout}");
+        // The scaffold's project is a plain npm package depending on the SDK.
+        assert!(dir.join("node_modules/@wafer/sdk").exists());
+    }
+    // Refuses a non-empty folder.
+    let again = wafer(&["new", "js", "greeter-js"]).output().unwrap();
+    assert!(!again.status.success());
+
+    let server = serve(data.path());
+    for name in ["greeter-js", "greeter-ts"] {
+        let out = run(wafer(&["deploy", name]).env("WAFER_URL", &server.url));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(&format!("deployed {name} v1")));
+        let out = run(wafer(&["invoke", name, "--path", "/json?who=js"]).env("WAFER_URL", &server.url));
+        let body: Value = serde_json::from_slice(&out.stdout).unwrap();
+        assert_eq!(body, json!({"hello": "js", "path": format!("/{name}/json")}));
+        let out = run(wafer(&["invoke", name, "--path", "/x"]).env("WAFER_URL", &server.url));
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout),
+            format!("Hello from {name}! You asked for /{name}/x\n")
+        );
+    }
+}
+
+/// Without Node.js, `wafer build` on a JS folder says how to install it.
+#[test]
+fn wafer_build_js_without_node_says_how_to_install_it() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("package.json"), "{}").unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_wafer"))
+        .arg("build")
+        .arg(dir.path())
+        .env("PATH", "/nonexistent")
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("needs Node.js") && stderr.contains("nodejs.org"),
+        "{stderr}"
+    );
 }

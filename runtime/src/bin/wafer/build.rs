@@ -100,7 +100,10 @@ fn ensure_node() -> Result<()> {
         bail!("`wafer build` needs Node.js to build a JavaScript function, and `node` is not on the PATH: {NODE_HELP}");
     };
     let version = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    let mut parts = version.trim_start_matches('v').split('.').map(|p| p.parse::<u32>().unwrap_or(0));
+    let mut parts = version
+        .trim_start_matches('v')
+        .split('.')
+        .map(|p| p.parse::<u32>().unwrap_or(0));
     let found = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
     if found < NODE_MIN {
         bail!("Node.js {version} is too old to build JavaScript functions: {NODE_HELP}");

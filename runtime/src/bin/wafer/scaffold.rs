@@ -77,8 +77,12 @@ fn new_js(name: &str, dir: Option<PathBuf>, sdk_path: Option<PathBuf>, typescrip
         Some(path) => path,
         None => Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/js"),
     };
-    let sdk = std::fs::canonicalize(&sdk)
-        .with_context(|| format!("cannot find the @wafer/sdk package at {} (pass --sdk-path)", sdk.display()))?;
+    let sdk = std::fs::canonicalize(&sdk).with_context(|| {
+        format!(
+            "cannot find the @wafer/sdk package at {} (pass --sdk-path)",
+            sdk.display()
+        )
+    })?;
     if !sdk.join("package.json").exists() {
         bail!("{} is not the @wafer/sdk package (no package.json)", sdk.display());
     }
