@@ -26,8 +26,8 @@ js_setup() {
     exit 1
   fi
   if ! cmp -s sdk/js/package-lock.json sdk/js/node_modules/.wafer-lock; then
-    echo "==> installing the JS SDK's packages (sdk/js: npm ci)"
-    (cd sdk/js && npm ci --no-audit --no-fund --loglevel=error)
+    echo "==> installing the JS SDK's packages (sdk/js: npm install)"
+    (cd sdk/js && npm install --no-audit --no-fund --loglevel=error)
     cp sdk/js/package-lock.json sdk/js/node_modules/.wafer-lock
   fi
 }

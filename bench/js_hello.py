@@ -47,7 +47,7 @@ def build(wafer_given):
                    cwd=os.path.join(ROOT, "examples"), env=env, check=True)
     sdk = os.path.join(ROOT, "sdk/js")
     if not os.path.exists(os.path.join(sdk, "node_modules/@bytecodealliance/componentize-js")):
-        subprocess.run(["npm", "ci", "--no-audit", "--no-fund"], cwd=sdk, check=True)
+        subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=sdk, check=True)
     subprocess.run(["node", os.path.join(sdk, "bin/wafer-build.mjs"), JS_DIR], check=True,
                    env=dict(os.environ, WAFER_JS_CACHE=os.path.join(TARGET, "wafer-js-cache")))
 

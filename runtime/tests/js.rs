@@ -3,7 +3,7 @@
 //! end; `wafer new js` + `wafer build` + `wafer deploy` over a real socket.
 //!
 //! Needs Node.js 20.6+ with npm (the SDK's packages are installed once with
-//! `npm ci`). Components are cached by content hash under the target dir
+//! `npm install`). Components are cached by content hash under the target dir
 //! (`wafer-js-cache`), so only changed code is componentized again.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -42,7 +42,7 @@ fn run(command: &mut Command) -> Output {
     output
 }
 
-/// Installs the SDK's npm packages once (`npm ci`, skipped when
+/// Installs the SDK's npm packages once (`npm install`, skipped when
 /// `node_modules` already matches the lockfile) and returns the SDK's folder.
 fn sdk() -> &'static Path {
     static SDK: OnceLock<PathBuf> = OnceLock::new();
@@ -58,7 +58,7 @@ fn sdk() -> &'static Path {
         let stamp = sdk.join("node_modules/.wafer-lock");
         if std::fs::read(&stamp).ok().as_deref() != Some(lock.as_slice()) {
             run(Command::new("npm")
-                .args(["ci", "--no-audit", "--no-fund"])
+                .args(["install", "--no-audit", "--no-fund"])
                 .current_dir(&sdk));
             std::fs::write(&stamp, &lock).unwrap();
         }

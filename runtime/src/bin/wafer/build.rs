@@ -47,12 +47,7 @@ fn build_js(dir: &Path) -> Result<PathBuf> {
     // package's own dependencies: do it once in the SDK's folder.
     let inside = std::fs::canonicalize(dir.join("node_modules")).is_ok_and(|modules| sdk.starts_with(modules));
     if !inside && !sdk.join("node_modules/@bytecodealliance/componentize-js").exists() {
-        let verb = if sdk.join("package-lock.json").exists() {
-            "ci"
-        } else {
-            "install"
-        };
-        npm(&sdk, &[verb, "--no-audit", "--no-fund"])?;
+        npm(&sdk, &["install", "--no-audit", "--no-fund"])?;
     }
     let output = Command::new("node")
         .arg(sdk.join("bin/wafer-build.mjs"))
