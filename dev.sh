@@ -2,7 +2,7 @@
 # Wafer's two entry points.
 #   ./dev.sh up     build everything and start a node with the examples deployed
 #   ./dev.sh test   run every test (what CI runs, minus fmt and clippy)
-# Needs only rustup/cargo, Node and Python; installs the rest itself.
+# Needs only rustup/cargo, Node (20.6+, with npm) and Python; installs the rest itself.
 set -euo pipefail
 cd "$(dirname "$0")"
 root=$(pwd)
@@ -17,6 +17,28 @@ setup() {
   fi
 }
 
+# The JS SDK's npm packages (esbuild, componentize-js), installed again only
+# when its lockfile changes.
+js_setup() {
+  if ! command -v node >/dev/null || ! command -v npm >/dev/null; then
+    echo "Node.js 20.6+ with npm is needed for the JavaScript SDK: https://nodejs.org/en/download" >&2
+    echo "(or apt-get install nodejs npm where the distribution's is new enough)" >&2
+    exit 1
+  fi
+  if ! cmp -s sdk/js/package-lock.json sdk/js/node_modules/.wafer-lock; then
+    echo "==> installing the JS SDK's packages (sdk/js: npm install)"
+    (cd sdk/js && npm install --no-audit --no-fund --loglevel=error)
+    cp sdk/js/package-lock.json sdk/js/node_modules/.wafer-lock
+  fi
+}
+
+build_js_examples() {
+  echo "==> building the JS examples (componentize-js; cached by content hash)"
+  for example in "$@"; do
+    WAFER_JS_CACHE="$CARGO_TARGET_DIR/wafer-js-cache" node sdk/js/bin/wafer-build.mjs "examples/js/$example"
+  done
+}
+
 build_examples() {
   echo "==> building the examples (wasm32-wasip2)"
   (cd examples && env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip2 --quiet)
@@ -28,11 +50,14 @@ case "${1:-}" in
     echo "==> building wafer (release)"
     cargo build --release --quiet -p wafer-runtime
     build_examples
+    js_setup
+    build_js_examples hello tensor-mlp
     data_dir="${WAFER_DATA_DIR:-$root/.wafer}"
     listen="${WAFER_LISTEN:-127.0.0.1:8080}"
     echo "==> starting a node on http://$listen (data in $data_dir; Ctrl-C stops it)"
     exec "$CARGO_TARGET_DIR/release/wafer" serve --listen "$listen" --data-dir "$data_dir" \
-      --deploy examples/hello --deploy examples/tensor-mlp
+      --deploy examples/hello --deploy examples/tensor-mlp \
+      --deploy examples/js/hello --deploy examples/js/tensor-mlp
     ;;
   test)
     setup
@@ -42,6 +67,7 @@ case "${1:-}" in
     nvrtc_dir="$(host-apis/scripts/fetch-nvrtc.sh)"
     export LD_LIBRARY_PATH="$nvrtc_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     export WAFER_REQUIRE_NVRTC=1
+    js_setup
     echo "==> cargo test (workspace)"
     cargo test --workspace --no-fail-fast
     build_examples
