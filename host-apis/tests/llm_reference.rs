@@ -311,8 +311,14 @@ async fn chat_uses_the_models_template_and_stops_at_end_of_turn() {
         "{text:?}"
     );
     let messages = [
-        ChatMessage { role: "system".into(), content: "You are a helpful assistant.".into() },
-        ChatMessage { role: "user".into(), content: "What is the capital of France?".into() },
+        ChatMessage {
+            role: "system".into(),
+            content: "You are a helpful assistant.".into(),
+        },
+        ChatMessage {
+            role: "user".into(),
+            content: "What is the capital of France?".into(),
+        },
     ];
     let ids = llm.encode_chat(&messages).unwrap();
     let mut rx = llm.generate("t", ids, greedy(64), deadline()).unwrap();
