@@ -97,18 +97,21 @@ async fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Resu
         if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
             OpenAiError::too_large(MAX_BODY_BYTES)
         } else {
-            OpenAiError::invalid("", "invalid_body", format!("could not read the request body: {inner}"))
+            OpenAiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_request_error",
+                "invalid_body",
+                format!("could not read the request body: {inner}"),
+            )
         }
     })?;
     serde_json::from_slice(&bytes).map_err(|e| {
-        let mut err = OpenAiError::new(
+        OpenAiError::new(
             StatusCode::BAD_REQUEST,
             "invalid_request_error",
             "invalid_json",
             format!("the request body is not a valid request: {e}"),
-        );
-        err.param = None;
-        err
+        )
     })
 }
 
@@ -215,12 +218,12 @@ fn sampling(fields: &SamplingFields, cap: u32) -> Result<SamplingParams, OpenAiE
         stop,
     };
     params.validate().map_err(|message| {
-        let param = if message.starts_with("stop") {
+        let param = if message.contains("stop") {
             "stop"
-        } else if message.starts_with("repeat") {
+        } else if message.contains("repeat") {
             "repeat_penalty"
         } else {
-            ""
+            "top_k"
         };
         OpenAiError::invalid(param, "invalid_value", message)
     })?;
