@@ -190,7 +190,7 @@ async fn keys_bodies_and_models_are_checked_before_any_work() {
     // just outside is refused unread, with or without a length header.
     let limit = wafer_runtime::gateway::openai::MAX_BODY_BYTES;
     let filler = |total: usize| {
-        let head = format!(r#"{{"model":"m","prompt":"x","pad":""#);
+        let head = r#"{"model":"m","prompt":"x","pad":""#;
         let pad = "a".repeat(total - head.len() - 2);
         format!("{head}{pad}\"}}")
     };
