@@ -373,3 +373,67 @@ fn wafer_build_js_without_node_says_how_to_install_it() {
         "{stderr}"
     );
 }
+
+/// A node serving the demo models, or `None` when they were not pulled
+/// (`WAFER_REQUIRE_MODELS=1`, set by `./dev.sh test`, makes that a failure).
+async fn model_node() -> Option<TestNode> {
+    let dir = std::env::var_os("WAFER_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(wafer_runtime::config::default_models_dir);
+    let mut config = test_config();
+    for name in ["smollm2-135m-instruct", "all-minilm-l6-v2"] {
+        let path = dir.join(wafer_runtime::catalog::find(name).unwrap().path);
+        if !path.exists() {
+            assert!(
+                std::env::var_os("WAFER_REQUIRE_MODELS").is_none_or(|v| v != "1"),
+                "{} is missing: run `wafer models pull`",
+                path.display()
+            );
+            eprintln!("skipping: {} not pulled", path.display());
+            return None;
+        }
+        let mut model = wafer_host_apis::model::ModelConfig::at(path);
+        model.max_context = Some(1024);
+        model.kv_cache_mib = Some(64);
+        config.models.insert(name.into(), model);
+    }
+    Some(TestNode::with_config(config).await)
+}
+
+#[tokio::test]
+async fn chat_and_semantic_search_js_run_on_the_models() {
+    let Some(node) = model_node().await else { return };
+    deploy_example(&node, "chat").await;
+    let ask = |stream: bool| {
+        json!({ "messages": [{ "role": "system", "content": "You are a helpful assistant." },
+                             { "role": "user", "content": "What is the capital of France?" }],
+                "temperature": 0, "max_tokens": 48, "stream": stream })
+        .to_string()
+    };
+    let response = node.post("/chat-js", ask(false)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let reply = response.json();
+    assert!(reply["reply"].as_str().unwrap().contains("Paris"), "{reply}");
+    assert_eq!(reply["finish_reason"], "stop", "{reply}");
+    let tokens_out = reply["usage"]["completion_tokens"].as_u64().unwrap();
+    assert_eq!(response.headers["x-wafer-tokens-out"], tokens_out.to_string().as_str());
+
+    let response = node.post("/chat-js", ask(true)).await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let body = response.text();
+    let streamed: String = body
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|d| d["delta"].as_str().map(str::to_owned))
+        .collect();
+    assert_eq!(streamed, reply["reply"].as_str().unwrap(), "{body}");
+    assert!(body.contains("event: done"), "{body}");
+
+    deploy_example(&node, "semantic-search").await;
+    let response = node.get("/search-js?q=kittens&k=2").await;
+    assert_eq!(response.status, StatusCode::OK, "{}", response.text());
+    let results = response.json();
+    assert_eq!(results["results"].as_array().unwrap().len(), 2, "{results}");
+    assert!(results["usage"]["prompt_tokens"].as_u64().unwrap() > 0, "{results}");
+}
