@@ -4,7 +4,7 @@
 //! cancellation, deadlines and limits. Fixtures and the scripts that made
 //! them are in `tests/fixtures/smollm2/`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::needless_range_loop, missing_docs)]
 
 mod model_common;
 

@@ -38,6 +38,12 @@ async fn main() -> wasmtime::Result<()> {
                 InvocationLimiter::new(128 << 20),
                 GuestOutput::new(64 << 10),
                 TensorCtx::new(devices.clone(), "bench"),
+                wafer_host_apis::llm::LlmCtx::new(
+                    wafer_host_apis::model::Models::empty(),
+                    Vec::new(),
+                    "bench",
+                    Instant::now() + std::time::Duration::from_secs(60),
+                ),
             );
             let mut store = Store::new(engine.engine(), state);
             store.limiter(|s| &mut s.limiter);

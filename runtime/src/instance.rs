@@ -36,6 +36,10 @@ pub struct InvocationState {
 
 impl InvocationState {
     /// Builds the state for one invocation.
+    #[allow(
+        clippy::too_many_arguments,
+        reason = "one argument per capability context, each built by the invoker"
+    )]
     pub fn new(
         invocation_id: &str,
         env: &[(String, String)],

@@ -658,3 +658,52 @@ async fn quotas_refuse_or_cap_in_openai_terms() {
     assert!(response.headers.contains_key("retry-after"));
     openai_error(&response, StatusCode::TOO_MANY_REQUESTS, "rate_limit_exceeded");
 }
+
+/// The official clients (`openai` on PyPI and npm, pinned in
+/// `tests/openai_clients/`) against a node on a real socket. `setup.sh`
+/// installs them on first use; without them (no network) the test skips,
+/// unless `WAFER_REQUIRE_MODELS=1`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn official_openai_clients_python_and_js() {
+    let Some(node) = model_node().await else { return };
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/openai_clients");
+    let setup = tokio::process::Command::new("bash")
+        .arg(dir.join("setup.sh"))
+        .output()
+        .await
+        .unwrap();
+    if !setup.status.success() {
+        let log = String::from_utf8_lossy(&setup.stderr);
+        assert!(!require_models(), "installing the openai clients failed:\n{log}");
+        eprintln!("skipping: the openai clients could not be installed:\n{log}");
+        return;
+    }
+    let python = String::from_utf8(setup.stdout).unwrap().trim().to_owned();
+
+    create_tenant(&node, "acme", json!({})).await;
+    let key = create_key(&node, "acme", "invoke").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let router = node.router.clone();
+    tokio::spawn(async move { axum::serve(listener, router).await });
+
+    for (program, script) in [(python.as_str(), "client.py"), ("node", "client.mjs")] {
+        let output = tokio::process::Command::new(program)
+            .arg(dir.join(script))
+            .current_dir(&dir)
+            .env("WAFER_URL", &url)
+            .env("WAFER_KEY", &key)
+            .env("WAFER_ADMIN_TOKEN", &node.token)
+            .output()
+            .await
+            .unwrap();
+        let log = format!(
+            "{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+        eprintln!("{script}:\n{log}");
+        assert!(output.status.success(), "{script} failed:\n{log}");
+        assert!(log.contains(" passed, 0 failed"), "{log}");
+    }
+}

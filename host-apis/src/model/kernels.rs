@@ -158,6 +158,7 @@ pub fn axpy(out: &mut [f32], weight: f32, v: &[f32]) {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -87,7 +87,7 @@ impl LlamaConfig {
         let rope_dim = gguf
             .opt_u64(&key("rope.dimension_count"))
             .map_or(head_dim, |v| v as usize);
-        if rope_dim > head_dim || rope_dim % 2 != 0 {
+        if rope_dim > head_dim || !rope_dim.is_multiple_of(2) {
             return Err(ModelError::Invalid(format!(
                 "rope dimension {rope_dim} with heads of {head_dim}"
             )));

@@ -516,7 +516,7 @@ impl Worker {
             }
         }
         // Highest index first so swap_remove leaves the others in place.
-        finished.sort_by(|a, b| b.0.cmp(&a.0));
+        finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         for (i, outcome) in finished {
             let mut seq = self.running.swap_remove(i);
             let usage = seq.usage();

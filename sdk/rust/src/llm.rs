@@ -367,6 +367,7 @@ impl Iterator for Stream {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

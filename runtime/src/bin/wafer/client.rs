@@ -318,7 +318,7 @@ async fn models_pull(names: Vec<String>, dir: Option<PathBuf>, list: bool) -> Re
             .pull(&dir, |done, total| {
                 if last.elapsed().as_millis() >= 200 || done == total {
                     last = std::time::Instant::now();
-                    let pct = if total > 0 { done * 100 / total } else { 0 };
+                    let pct = (done * 100).checked_div(total).unwrap_or(0);
                     let filled = (pct / 5) as usize;
                     eprint!(
                         "\r{:<24} [{}{}] {:>3}% {:>6.1}/{:.1} MB",
