@@ -187,7 +187,8 @@ async fn keys_bodies_and_models_are_checked_before_any_work() {
     assert!(error["message"].as_str().unwrap().contains("model"), "{error}");
 
     // Just inside the body limit parses (and fails later, on the model);
-    // just outside is refused unread, with or without a length header.
+    // just outside is refused (after reading and dropping the rest, so the
+    // client sees the answer), with or without a length header.
     let limit = wafer_runtime::gateway::openai::MAX_BODY_BYTES;
     let filler = |total: usize| {
         let head = r#"{"model":"m","prompt":"x","pad":""#;
@@ -212,6 +213,18 @@ async fn keys_bodies_and_models_are_checked_before_any_work() {
     ));
     let response = node.send(post_request("/v1/completions", &invoke, chunked)).await;
     openai_error(&response, StatusCode::PAYLOAD_TOO_LARGE, "request_too_large");
+
+    // A declared length far beyond the limit is refused before reading.
+    let huge = Request::post("/v1/completions")
+        .header("authorization", format!("Bearer {invoke}"))
+        .header("content-length", (64u64 << 20).to_string())
+        .body(Body::empty())
+        .unwrap();
+    openai_error(
+        &node.send(huge).await,
+        StatusCode::PAYLOAD_TOO_LARGE,
+        "request_too_large",
+    );
 
     // Nothing reached a model: nothing is billed.
     let ledger = node.admin("GET", "/v1/ledger", Body::empty(), None).await.json();

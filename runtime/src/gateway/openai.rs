@@ -83,28 +83,45 @@ fn admit(node: &Node, tenant: String) -> Result<Caller, OpenAiError> {
     Ok(Caller { tenant, permit })
 }
 
+/// Bytes of an oversized body read and dropped before answering 413: a
+/// client still sending when the answer comes sees its connection reset
+/// and not the answer. Larger bodies get the reset.
+const DRAIN_BYTES: usize = 16 << 20;
+
 /// Reads at most [`MAX_BODY_BYTES`] and parses it.
 async fn read_json<T: DeserializeOwned>(headers: &HeaderMap, body: Body) -> Result<T, OpenAiError> {
+    use http_body_util::BodyExt;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+    let mut body = body;
+    if declared.is_some_and(|n| n > DRAIN_BYTES as u64) {
         return Err(OpenAiError::too_large(MAX_BODY_BYTES));
     }
-    let bytes = axum::body::to_bytes(body, MAX_BODY_BYTES).await.map_err(|e| {
-        let inner = e.into_inner();
-        if inner.downcast_ref::<http_body_util::LengthLimitError>().is_some() {
-            OpenAiError::too_large(MAX_BODY_BYTES)
-        } else {
+    let mut bytes = Vec::with_capacity(declared.map_or(0, |n| n.min(MAX_BODY_BYTES as u64) as usize));
+    let mut total = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
             OpenAiError::new(
                 StatusCode::BAD_REQUEST,
                 "invalid_request_error",
                 "invalid_body",
-                format!("could not read the request body: {inner}"),
+                format!("could not read the request body: {e}"),
             )
+        })?;
+        let Ok(data) = frame.into_data() else { continue };
+        total = total.saturating_add(data.len());
+        if total > DRAIN_BYTES {
+            break;
         }
-    })?;
+        if total <= MAX_BODY_BYTES {
+            bytes.extend_from_slice(&data);
+        }
+    }
+    if total > MAX_BODY_BYTES {
+        return Err(OpenAiError::too_large(MAX_BODY_BYTES));
+    }
     serde_json::from_slice(&bytes).map_err(|e| {
         OpenAiError::new(
             StatusCode::BAD_REQUEST,
