@@ -215,20 +215,21 @@ fn greedy_generation_matches_llama_cpp_while_the_choice_is_clear() {
     }
 }
 
+fn load_models() -> Option<Models> {
+    let path = model_common::pulled(model_common::SMOLLM2)?;
+    let mut config = ModelConfig::at(path);
+    config.max_context = Some(512);
+    config.kv_cache_mib = Some(64);
+    config.queue_depth = Some(4);
+    let mut configs = BTreeMap::new();
+    configs.insert("smollm2".to_string(), config);
+    Some(Models::load(&configs, Some(2)).unwrap())
+}
+
+/// Shared by the tests that only look at results.
 fn models() -> Option<&'static Models> {
     static MODELS: OnceLock<Option<Models>> = OnceLock::new();
-    MODELS
-        .get_or_init(|| {
-            let path = model_common::pulled(model_common::SMOLLM2)?;
-            let mut config = ModelConfig::at(path);
-            config.max_context = Some(512);
-            config.kv_cache_mib = Some(64);
-            config.queue_depth = Some(4);
-            let mut configs = BTreeMap::new();
-            configs.insert("smollm2".to_string(), config);
-            Some(Models::load(&configs, Some(2)).unwrap())
-        })
-        .as_ref()
+    MODELS.get_or_init(load_models).as_ref()
 }
 
 fn greedy(max_tokens: usize) -> SamplingParams {
@@ -245,7 +246,8 @@ fn deadline() -> Instant {
 
 #[tokio::test]
 async fn batched_generation_equals_one_at_a_time_and_usage_equals_a_recount() {
-    let Some(models) = models() else { return };
+    // Its own scheduler, so its step counter sees only these requests.
+    let Some(models) = load_models() else { return };
     let llm = models.llm("smollm2").unwrap();
     let prompts = [
         "The quick brown fox",
@@ -375,7 +377,8 @@ async fn seeds_reproduce_sampled_text() {
 
 #[tokio::test]
 async fn dropping_the_receiver_cancels_and_frees_the_cache() {
-    let Some(models) = models() else { return };
+    // Its own scheduler: the other tests' generations would move the counters.
+    let Some(models) = load_models() else { return };
     let llm = models.llm("smollm2").unwrap();
     let stats = llm.replicas()[0].stats();
     let before = stats.generated_tokens.load(Ordering::Relaxed);

@@ -44,31 +44,16 @@ fn pulled() -> Option<(PathBuf, PathBuf)> {
     None
 }
 
-/// Builds an example crate once and returns its component.
-fn example(package: &str, file: &str) -> Vec<u8> {
+/// The chat or semantic-search example's component, built once.
+fn example(_package: &str, file: &str) -> Vec<u8> {
     static BUILT: OnceLock<()> = OnceLock::new();
-    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    BUILT.get_or_init(|| {
-        let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "--quiet",
-                "-p",
-                "chat",
-                "-p",
-                "semantic-search",
-            ])
-            .current_dir(&examples)
-            .env_remove("CARGO_TARGET_DIR")
-            .status()
-            .unwrap();
-        assert!(status.success(), "building the examples failed");
-    });
-    let _ = package;
-    std::fs::read(examples.join("target/wasm32-wasip2/release").join(file)).unwrap()
+    BUILT.get_or_init(|| drop(common::example_component(&["chat", "semantic-search"], "chat.wasm")));
+    std::fs::read(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../examples/target/wasm32-wasip2/release")
+            .join(file),
+    )
+    .unwrap()
 }
 
 /// 1 micro-unit per prompt token, 2 per generated token, 1 per 10 embedded.

@@ -157,23 +157,7 @@ async fn tensor_memory_per_invocation_limit() {
 #[tokio::test]
 async fn the_mlp_example_classifies_through_host_tensors() {
     let node = TestNode::start().await;
-    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "--quiet",
-            "-p",
-            "tensor-mlp",
-        ])
-        .current_dir(&examples)
-        .env_remove("CARGO_TARGET_DIR")
-        .status()
-        .unwrap();
-    assert!(status.success());
-    let component = std::fs::read(examples.join("target/wasm32-wasip2/release/tensor_mlp.wasm")).unwrap();
+    let component = common::example_component(&["tensor-mlp"], "tensor_mlp.wasm");
     let spec = FunctionSpec {
         routes: vec!["/mlp".into()],
         ..FunctionSpec::default()

@@ -159,6 +159,7 @@ pub struct Scheduler {
     stats: Arc<SchedulerStats>,
     max_positions: usize,
     capacity_tokens: usize,
+    queue_depth: usize,
 }
 
 impl std::fmt::Debug for Scheduler {
@@ -184,6 +185,7 @@ impl Scheduler {
             stats: stats.clone(),
             max_positions: model.max_positions(),
             capacity_tokens: kv.capacity_tokens(),
+            queue_depth: config.queue_depth.max(1),
         };
         let worker = Worker {
             model,
@@ -227,7 +229,15 @@ impl Scheduler {
             )));
         }
         request.params.max_tokens = request.params.max_tokens.min(limit - request.prompt.len());
-        self.stats.waiting.fetch_add(1, Ordering::Relaxed);
+        // `waiting` counts requests from here until the worker admits or
+        // drops them, so it bounds the worker's queue too, not only the channel.
+        if self.stats.waiting.fetch_add(1, Ordering::Relaxed) >= self.queue_depth {
+            self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(EngineError::Overloaded(format!(
+                "{} requests are already waiting for this model (queue_depth); retry later",
+                self.queue_depth
+            )));
+        }
         match self.tx.try_send(request) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
@@ -322,7 +332,6 @@ impl Worker {
     }
 
     fn publish_gauges(&self) {
-        self.stats.waiting.store(self.waiting_len(), Ordering::Relaxed);
         self.stats.running.store(self.running.len(), Ordering::Relaxed);
     }
 
@@ -330,6 +339,7 @@ impl Worker {
     fn expire_waiting(&mut self) {
         let now = Instant::now();
         let queue_timeout = self.config.queue_timeout;
+        let before = self.waiting_len();
         for queue in self.waiting.values_mut() {
             queue.retain(|(queued, r)| {
                 if r.events.is_closed() {
@@ -353,6 +363,8 @@ impl Worker {
             });
         }
         self.waiting.retain(|_, q| !q.is_empty());
+        let dropped = before - self.waiting_len();
+        self.stats.waiting.fetch_sub(dropped, Ordering::Relaxed);
     }
 
     /// Admit waiting requests round-robin across tenants while the batch
@@ -381,6 +393,7 @@ impl Worker {
                 return;
             };
             let Some((_, request)) = queue.pop_front() else { return };
+            self.stats.waiting.fetch_sub(1, Ordering::Relaxed);
             if queue.is_empty() {
                 self.waiting.remove(&tenant);
             }

@@ -49,6 +49,24 @@ pub fn guest(name: &str) -> Vec<u8> {
     std::fs::read(guests_dir().join(file)).expect("read guest component")
 }
 
+/// Builds crates of the `examples` workspace for wasm32-wasip2 and returns
+/// the component `file` (cargo's lock serialises parallel test binaries).
+pub fn example_component(packages: &[&str], file: &str) -> Vec<u8> {
+    let examples = Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    let mut args = vec!["build", "--release", "--target", "wasm32-wasip2", "--quiet"];
+    for package in packages {
+        args.extend(["-p", package]);
+    }
+    let status = std::process::Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        .args(&args)
+        .current_dir(&examples)
+        .env_remove("CARGO_TARGET_DIR")
+        .status()
+        .expect("run cargo to build the examples");
+    assert!(status.success(), "building examples {packages:?} failed");
+    std::fs::read(examples.join("target/wasm32-wasip2/release").join(file)).expect("read the example's component")
+}
+
 /// A node in a temporary data dir.
 pub struct TestNode {
     pub node: Arc<Node>,
