@@ -79,11 +79,11 @@ class Server:
 
 def start_wafer(args, workdir):
     port = free_port()
-    data = os.path.join(workdir, "wafer-data")
-    log = open(os.path.join(workdir, "wafer.log"), "w")
-    cmd = [args.wafer, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data, "--model", MODEL_NAME]
-    if args.wafer_config:
-        cmd += ["--config", args.wafer_config]
+    data = tempfile.mkdtemp(prefix="wafer-data-", dir=workdir)
+    log = open(os.path.join(workdir, "wafer.log"), "a")
+    cmd = [args.wafer, "serve", "--listen", f"127.0.0.1:{port}", "--data-dir", data]
+    # `--model` installs the catalog defaults; a config names its own [models.*].
+    cmd += ["--config", args.wafer_config] if args.wafer_config else ["--model", MODEL_NAME]
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     wait_http(f"http://127.0.0.1:{port}/healthz")
     env = dict(os.environ, WAFER_DATA_DIR=data, WAFER_URL=f"http://127.0.0.1:{port}")
@@ -96,7 +96,7 @@ def start_wafer(args, workdir):
 
 def start_llama(args, workdir):
     port = free_port()
-    log = open(os.path.join(workdir, "llama.log"), "w")
+    log = open(os.path.join(workdir, "llama.log"), "a")
     cmd = [args.llama_python, "-m", "llama_cpp.server", "--model", args.model_path,
            "--n_threads", str(args.threads), "--n_threads_batch", str(args.threads),
            "--n_ctx", "2048", "--host", "127.0.0.1", "--port", str(port),
@@ -246,14 +246,10 @@ async def run_level(server, clients, window, max_tokens, seed_base):
     }
 
 
-def quiet_period(seconds):
-    time.sleep(seconds)
-
-
 def main():
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--wafer", default=os.path.join(TARGET, "release", "wafer"))
-    p.add_argument("--wafer-config", help="a node wafer.toml (e.g. to change [models.*] max_batch)")
+    p.add_argument("--wafer-config", help=f"a node wafer.toml with [models.{MODEL_NAME}] (e.g. to change max_batch)")
     p.add_argument("--llama-python", default=os.path.join(HOME, ".cache/wafer/llama-venv/bin/python"))
     p.add_argument("--model-path", default=MODEL_PATH)
     p.add_argument("--threads", type=int, default=2)
@@ -265,20 +261,25 @@ def main():
     args = p.parse_args()
     levels = [int(x) for x in args.levels.split(",")]
     workdir = tempfile.mkdtemp(prefix="wafer-openai-bench-")
-    servers = []
+    starters = []
+    if args.only != "llama":
+        starters.append(start_wafer)
+    if args.only != "wafer":
+        starters.append(start_llama)
     print(f"load average at start: {os.getloadavg()}", flush=True)
+    results = []
+    server = None
     try:
-        if args.only != "llama":
-            servers.append(start_wafer(args, workdir))
-        if args.only != "wafer":
-            servers.append(start_llama(args, workdir))
-        results = []
-        for server in servers:  # warm-up: one short request each
-            asyncio.run(run_level(server, 1, 3.0, 8, 0))
+        # A fresh server for every level, so that requests a server still
+        # holds from the previous level's disconnected clients (llama.cpp's
+        # server runs queued requests whose client is gone) cost nothing.
         for level in levels:
-            for server in servers:
-                quiet_period(1.0)
+            for start in starters:
+                server = start(args, workdir)
+                asyncio.run(run_level(server, 1, 3.0, 8, 0))  # warm-up
                 r = asyncio.run(run_level(server, level, args.window, args.max_tokens, level))
+                server.stop()
+                server = None
                 results.append(r)
                 print(json.dumps(r), flush=True)
         print(f"load average at end: {os.getloadavg()}")
@@ -288,7 +289,7 @@ def main():
         for r in results:
             print(f"| {r['clients']} | {r['server']} | {r['tokens_per_s']:.1f} | {r['ttft_p50_ms']:.0f} | "
                   f"{r['ttft_p99_ms']:.0f} | {r['first_tokens']} | {r['still_waiting_at_end']} | {r['errors']} |")
-        if len(servers) == 2:
+        if len(starters) == 2:
             print()
             for level in levels:
                 w = next(r for r in results if r["clients"] == level and r["server"] == "wafer")
@@ -299,8 +300,8 @@ def main():
             with open(args.json, "w") as f:
                 json.dump({"args": vars(args), "results": results}, f, indent=2)
     finally:
-        for s in servers:
-            s.stop()
+        if server is not None:
+            server.stop()
         print(f"logs in {workdir}", file=sys.stderr)
 
 
