@@ -83,6 +83,8 @@ case "${1:-}" in
     pull_models "$CARGO_TARGET_DIR/debug/wafer"
     # Model tests fail (rather than skip) when a model is missing.
     export WAFER_REQUIRE_MODELS=1
+    echo "==> the official openai clients (PyPI, npm) for runtime/tests/openai.rs"
+    runtime/tests/openai_clients/setup.sh >/dev/null
     echo "==> cargo test (workspace)"
     cargo test --workspace --no-fail-fast
     build_examples
