@@ -68,6 +68,7 @@ pub mod embeddings;
 mod error;
 pub mod http;
 pub mod llm;
+pub mod router;
 pub mod tensor;
 
 /// Bindings for the `wafer:ai` imports, generated from `host-apis/wit`.
