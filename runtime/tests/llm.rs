@@ -241,3 +241,30 @@ async fn a_token_quota_stops_a_running_generation() {
     assert_eq!(response.status, StatusCode::TOO_MANY_REQUESTS, "{}", response.text());
     assert_eq!(response.code(), "token_quota_exceeded");
 }
+
+#[tokio::test]
+async fn metrics_show_the_models_counters() {
+    let Some(node) = model_node(|_| {}).await else { return };
+    node.deploy("chat", &chat_spec(&[LLM], None), &example("chat", "chat.wasm"))
+        .await;
+    assert_eq!(
+        node.post("/chat?stream=false", chat_body(4)).await.status,
+        StatusCode::OK
+    );
+    let text = node.get("/metrics").await.text();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("wafer_model_generated_tokens_total{model=\"smollm2-135m-instruct\"}"));
+    let generated: f64 = line
+        .unwrap_or_else(|| panic!("{text}"))
+        .rsplit(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(generated >= 1.0, "{text}");
+    assert!(
+        text.trim_end().ends_with("# EOF"),
+        "the counters go before the end marker"
+    );
+}

@@ -33,13 +33,52 @@ async fn healthz() -> &'static str {
 }
 
 async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
+    let mut text = node.metrics.encode();
+    // The models' scheduler counters live in host-apis; they join the
+    // OpenMetrics text before its closing `# EOF`.
+    let models = model_metrics(&node.models.list());
+    match text.rfind("# EOF") {
+        Some(at) => text.insert_str(at, &models),
+        None => text.push_str(&models),
+    }
     (
         [(
             axum::http::header::CONTENT_TYPE,
             "text/plain; version=0.0.4; charset=utf-8",
         )],
-        node.metrics.encode(),
+        text,
     )
+}
+
+fn model_metrics(models: &[wafer_host_apis::model::ModelInfo]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    let series: [(&str, &str, &str, fn(&wafer_host_apis::model::ModelInfo) -> f64); 5] = [
+        ("wafer_model_generated_tokens", "counter", "Tokens sampled.", |m| {
+            m.generated_tokens as f64
+        }),
+        ("wafer_model_prompt_tokens", "counter", "Prompt tokens fed.", |m| {
+            m.prompt_tokens as f64
+        }),
+        ("wafer_model_steps", "counter", "Forward steps run.", |m| m.steps as f64),
+        ("wafer_model_running", "gauge", "Sequences in the batch.", |m| {
+            m.running as f64
+        }),
+        (
+            "wafer_model_waiting",
+            "gauge",
+            "Requests waiting for a batch slot.",
+            |m| m.waiting as f64,
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
+        for m in models.iter().filter(|m| m.kind == "llm") {
+            let suffix = if kind == "counter" { "_total" } else { "" };
+            let _ = writeln!(out, "{name}{suffix}{{model=\"{}\"}} {}", m.name, value(m));
+        }
+    }
+    out
 }
 
 async fn function(State(node): State<Arc<Node>>, request: Request<Body>) -> Response {

@@ -636,12 +636,12 @@ async fn usage(client: &Client, path: &str, query: &[(&str, String)], csv: bool)
         None => value.as_array().cloned().unwrap_or_default(),
     };
     println!(
-        "{:<16} {:<28} {:>10} {:>12} {:>12} {:>10} {:>10} {:>14}",
-        "TENANT", "GROUP", "INVOKED", "CPU ms", "GiB·s", "TOK IN", "TOK OUT", "AMOUNT (µ)"
+        "{:<16} {:<28} {:>10} {:>12} {:>12} {:>10} {:>10} {:>10} {:>14}",
+        "TENANT", "GROUP", "INVOKED", "CPU ms", "GiB·s", "TOK IN", "TOK OUT", "TOK EMBED", "AMOUNT (µ)"
     );
     for r in rows {
         println!(
-            "{:<16} {:<28} {:>10} {:>12.1} {:>12.6} {:>10} {:>10} {:>14}",
+            "{:<16} {:<28} {:>10} {:>12.1} {:>12.6} {:>10} {:>10} {:>10} {:>14}",
             show(&r["tenant"]),
             show(&r["key"]),
             show(&r["invocations"]),
@@ -649,6 +649,7 @@ async fn usage(client: &Client, path: &str, query: &[(&str, String)], csv: bool)
             r["gb_seconds"].as_f64().unwrap_or_default(),
             show(&r["tokens_in"]),
             show(&r["tokens_out"]),
+            show(&r["embedding_tokens"]),
             show(&r["amount_micros"]),
         );
     }
