@@ -50,10 +50,18 @@ async fn metrics(State(node): State<Arc<Node>>) -> impl IntoResponse {
     )
 }
 
+/// A model metric: name, type, help, and how to read it.
+type ModelSeries = (
+    &'static str,
+    &'static str,
+    &'static str,
+    fn(&wafer_host_apis::model::ModelInfo) -> f64,
+);
+
 fn model_metrics(models: &[wafer_host_apis::model::ModelInfo]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let series: [(&str, &str, &str, fn(&wafer_host_apis::model::ModelInfo) -> f64); 5] = [
+    let series: [ModelSeries; 5] = [
         ("wafer_model_generated_tokens", "counter", "Tokens sampled.", |m| {
             m.generated_tokens as f64
         }),
