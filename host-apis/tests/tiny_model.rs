@@ -333,3 +333,97 @@ fn malformed_files_are_refused_with_a_reason() {
     let err = load(&gpt, "arch.gguf");
     assert!(err.contains("gptxx") && err.contains("supported"), "{err}");
 }
+
+mod host {
+    //! The `llm` host calls on `LlmCtx` directly, without wasm.
+    use super::*;
+    use wafer_host_apis::bindings::llm::{Error, FinishReason, Host, HostGeneration, Params};
+    use wafer_host_apis::llm::{LlmCtx, MAX_OPEN_GENERATIONS};
+
+    fn params(max_tokens: u32) -> Params {
+        Params {
+            temperature: Some(0.0),
+            top_k: None,
+            top_p: None,
+            repeat_penalty: None,
+            seed: None,
+            max_tokens: Some(max_tokens),
+            stop: Vec::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn permission_budget_and_usage_are_the_hosts() {
+        let (_dir, models) = tiny("llama", |_| {});
+        let mut ctx = LlmCtx::new(models.clone(), vec!["tiny".to_string()], "t", deadline());
+        let err = ctx
+            .infer("other".into(), "hello".into(), params(4))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::ModelNotAllowed(m) if m.contains("wafer.toml")),
+            "{err:?}"
+        );
+
+        // A budget of 8 tokens: a 5-token prompt may generate 3, then stops.
+        let mut ctx = LlmCtx::new(models, vec!["tiny".to_string()], "t", deadline()).with_token_budget(Some(8));
+        let done = ctx
+            .infer("tiny".into(), "hello".into(), params(100))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (done.usage.prompt_tokens, done.usage.completion_tokens),
+            (5, 3),
+            "{done:?}"
+        );
+        assert!(matches!(done.finish_reason, FinishReason::Length));
+        let used = ctx.usage()["tiny"];
+        assert_eq!((used.prompt, used.completion), (5, 3));
+        assert_eq!(ctx.budget_left(), Some(0));
+        let err = ctx
+            .infer("tiny".into(), "hello".into(), params(1))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::OverQuota(_)), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn open_generations_are_bounded_and_dropping_frees_a_slot() {
+        let (_dir, models) = tiny("llama", |c| c.max_batch = Some(16));
+        let mut ctx = LlmCtx::new(models, vec!["tiny".to_string()], "t", deadline());
+        let mut open = Vec::new();
+        for _ in 0..MAX_OPEN_GENERATIONS {
+            open.push(
+                ctx.infer_stream("tiny".into(), "hi".into(), params(50))
+                    .await
+                    .unwrap()
+                    .unwrap(),
+            );
+        }
+        let err = ctx
+            .infer_stream("tiny".into(), "hi".into(), params(50))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::InvalidParams(m) if m.contains("drop one")),
+            "{err:?}"
+        );
+        let first = open.remove(0);
+        // Read a little of one stream, then drop it: the slot comes back.
+        let next = HostGeneration::next(&mut ctx, wasmtime::component::Resource::new_borrow(first.rep())).await;
+        assert!(next.unwrap().is_ok());
+        HostGeneration::drop(&mut ctx, first).await.unwrap();
+        assert!(
+            ctx.infer_stream("tiny".into(), "hi".into(), params(5))
+                .await
+                .unwrap()
+                .is_ok()
+        );
+        let counted = ctx.usage()["tiny"];
+        assert!(counted.completion >= 1, "{counted:?}");
+    }
+}
