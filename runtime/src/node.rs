@@ -79,6 +79,8 @@ pub struct Node {
     pub devices: wafer_host_apis::tensor::DevicePool,
     /// Models resident on the node, shared by every function.
     pub models: wafer_host_apis::model::Models,
+    /// The models' memory on their device, held while the node runs.
+    pub model_placements: Vec<wafer_host_apis::tensor::pool::ModelPlacement>,
     /// When the node started, Unix seconds (the `created` of its models).
     pub started_unix_secs: u64,
 }
@@ -97,6 +99,7 @@ impl Node {
             wafer_host_apis::tensor::DevicePool::new(&config.devices).map_err(|e| NodeError::Devices(e.to_string()))?;
         tracing::info!(devices = ?devices.devices().iter().map(ToString::to_string).collect::<Vec<_>>(), cuda = devices.cuda_status(), "device pool ready");
         let models = load_models(&config)?;
+        let model_placements = place_models(&devices, &models)?;
         let (auth, new_token) = Authenticator::load_or_create(data_dir)?;
         let db = data_dir.join("registry.db");
         let store = Arc::new(SqliteStore::open(&db)?);
@@ -131,6 +134,7 @@ impl Node {
             billing,
             devices,
             models,
+            model_placements,
             started_unix_secs: crate::units::now_ms() / 1000,
         };
         Ok((Arc::new(node), new_token))
@@ -159,6 +163,34 @@ fn load_models(config: &NodeConfig) -> Result<wafer_host_apis::model::Models, No
         tracing::info!(models = ?models.names().collect::<Vec<_>>(), "models loaded");
     }
     Ok(models)
+}
+
+/// Accounts each model's memory on the CPU device, where models run, so
+/// `GET /v1/devices` shows it and tensors cannot claim it. Fails when the
+/// models do not fit the device's share for models (`model_memory_percent`).
+fn place_models(
+    devices: &wafer_host_apis::tensor::DevicePool,
+    models: &wafer_host_apis::model::Models,
+) -> Result<Vec<wafer_host_apis::tensor::pool::ModelPlacement>, NodeError> {
+    let Some(cpu) = devices
+        .devices()
+        .into_iter()
+        .find(|d| d.kind == wafer_host_apis::tensor::DeviceKind::Cpu)
+    else {
+        return Ok(Vec::new());
+    };
+    models
+        .list()
+        .into_iter()
+        .map(|info| {
+            devices.place_model_on(cpu, &info.name, info.memory_bytes).map_err(|e| {
+                NodeError::Models(format!(
+                    "model `{}` ({} bytes) does not fit on {cpu}: {e}",
+                    info.name, info.memory_bytes
+                ))
+            })
+        })
+        .collect()
 }
 
 /// The data dir holds the admin token and every tenant's code: owner only.

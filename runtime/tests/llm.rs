@@ -268,3 +268,27 @@ async fn metrics_show_the_models_counters() {
         "the counters go before the end marker"
     );
 }
+
+#[tokio::test]
+async fn models_hold_memory_on_the_cpu_device() {
+    let Some(node) = model_node(|_| {}).await else { return };
+    let devices = node.admin("GET", "/v1/devices", Body::empty(), None).await.json();
+    let cpu = devices["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"].to_string().contains("cpu"))
+        .cloned();
+    let cpu = cpu.unwrap_or_else(|| devices["devices"][0].clone());
+    // SmolLM2's 98 MB of weights plus its 64 MiB cache, and MiniLM's 91 MB.
+    let models = cpu["models"].as_u64().unwrap_or_else(|| panic!("{devices}"));
+    assert!(models > 200_000_000, "{devices}");
+    let listed = node.admin("GET", "/v1/models", Body::empty(), None).await.json();
+    let total: u64 = listed["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["wafer"]["memory_bytes"].as_u64().unwrap())
+        .sum();
+    assert_eq!(total, models, "{listed}");
+}

@@ -315,6 +315,9 @@ pub struct ModelInfo {
     pub max_tokens_per_sequence: usize,
     /// Vector width (embeddings).
     pub dim: Option<usize>,
+    /// Bytes the model holds on its device: weights plus, for decoders,
+    /// every replica's key/value cache.
+    pub memory_bytes: u64,
     /// Tokens sampled since start (llm).
     pub generated_tokens: u64,
     /// Prompt tokens fed since start (llm).
@@ -422,6 +425,7 @@ impl Models {
                     replicas: config.replicas.max(1),
                     max_tokens_per_sequence: 0,
                     dim: None,
+                    memory_bytes: 0,
                     generated_tokens: 0,
                     prompt_tokens: 0,
                     steps: 0,
@@ -432,6 +436,8 @@ impl Models {
                 match model {
                     LoadedModel::Llm(m) => {
                         info.max_tokens_per_sequence = m.max_sequence();
+                        let kv = config.scheduler().kv_cache_bytes as u64 * info.replicas as u64;
+                        info.memory_bytes = m.model().weight_bytes() as u64 + kv;
                         let mut batch_sum = 0;
                         for r in m.replicas() {
                             let s = r.stats();
@@ -451,6 +457,9 @@ impl Models {
                     LoadedModel::Embeddings(e) => {
                         info.max_tokens_per_sequence = e.max_tokens();
                         info.dim = Some(e.dim());
+                        // The encoder copies its weights out of the file at load.
+                        info.memory_bytes =
+                            std::fs::metadata(config.path.join("model.safetensors")).map_or(0, |m| m.len());
                     }
                 }
                 info
