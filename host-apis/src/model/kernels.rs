@@ -1,7 +1,8 @@
-//! The f32 pieces of a transformer step that are not matrix products:
-//! normalisation, rotary embeddings, activation functions, attention
-//! scores. Written so the compiler vectorises them; they are a small share
-//! of a step next to the quantized matrix products.
+//! The f32 pieces of a decoder step that are not matrix products:
+//! RMS normalisation, rotary embeddings, SwiGLU, attention scores. (The
+//! encoder's layer norm and GELU live in `bert/ops.rs`.) Written so the
+//! compiler vectorises them; they are a small share of a step next to the
+//! quantized matrix products.
 
 /// `out = x / rms(x) * weight`, row by row.
 pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
@@ -11,19 +12,6 @@ pub fn rms_norm(x: &[f32], weight: &[f32], eps: f32, out: &mut [f32]) {
         let scale = 1.0 / (mean_sq + eps).sqrt();
         for ((o, v), w) in out.iter_mut().zip(row).zip(weight) {
             *o = v * scale * w;
-        }
-    }
-}
-
-/// Layer norm with weight and bias, row by row.
-pub fn layer_norm(x: &mut [f32], weight: &[f32], bias: &[f32], eps: f32) {
-    let dim = weight.len();
-    for row in x.chunks_exact_mut(dim) {
-        let mean = row.iter().sum::<f32>() / dim as f32;
-        let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / dim as f32;
-        let scale = 1.0 / (var + eps).sqrt();
-        for ((v, w), b) in row.iter_mut().zip(weight).zip(bias) {
-            *v = (*v - mean) * scale * w + b;
         }
     }
 }
@@ -93,30 +81,6 @@ pub fn swiglu(gate: &mut [f32], up: &[f32]) {
     }
 }
 
-/// Exact (erf) GELU, in place.
-pub fn gelu_erf(x: &mut [f32]) {
-    for v in x {
-        *v = 0.5 * *v * (1.0 + erf(*v / std::f32::consts::SQRT_2));
-    }
-}
-
-/// erf with |error| < 1.2e-7 (Numerical Recipes' erfc, Chebyshev fit).
-fn erf(x: f32) -> f32 {
-    let x = x as f64;
-    let z = x.abs();
-    let t = 1.0 / (1.0 + 0.5 * z);
-    let r = t
-        * (-z * z - 1.26551223
-            + t * (1.00002368
-                + t * (0.37409196
-                    + t * (0.09678418
-                        + t * (-0.18628806
-                            + t * (0.27886807
-                                + t * (-1.13520398 + t * (1.48851587 + t * (-0.82215223 + t * 0.17087277)))))))))
-            .exp();
-    (if x >= 0.0 { 1.0 - r } else { r - 1.0 }) as f32
-}
-
 /// Softmax in place; returns nothing for an empty slice.
 pub fn softmax(x: &mut [f32]) {
     let max = x.iter().copied().fold(f32::NEG_INFINITY, f32::max);
@@ -161,13 +125,6 @@ pub fn axpy(out: &mut [f32], weight: f32, v: &[f32]) {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn erf_matches_known_values() {
-        for (x, want) in [(0.0f32, 0.0f32), (0.5, 0.5204999), (1.0, 0.8427008), (-2.0, -0.9953223)] {
-            assert!((erf(x) - want).abs() < 1e-6, "erf({x}) = {}", erf(x));
-        }
-    }
 
     #[test]
     fn rope_styles_rotate_different_pairs() {
