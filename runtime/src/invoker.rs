@@ -265,11 +265,15 @@ async fn run(
         TensorCtx::new(node.devices.clone(), deployment.tenant.clone()),
         LlmCtx::new(
             node.models.clone(),
-            deployment.spec.models.clone(),
+            deployment.models.clone(),
             deployment.tenant.clone(),
             deadline,
         )
-        .with_token_budget(node.billing.token_allowance(&deployment.tenant)),
+        // Only functions that may call a model pay for reading quotas.
+        .with_token_budget(match deployment.models.is_empty() {
+            true => None,
+            false => node.billing.token_allowance(&deployment.tenant),
+        }),
     );
     let mut store = Store::new(node.engine.engine(), state);
     store.limiter(|state| &mut state.limiter);

@@ -110,6 +110,8 @@ pub struct Deployment {
     pub outbound: OutboundPolicy,
     /// Bounds instances of this function alive at once.
     pub concurrency: Arc<Semaphore>,
+    /// `spec.models`, shared by every invocation's `LlmCtx` without a copy.
+    pub models: Arc<[String]>,
 }
 
 /// A function as the admin API shows it.
@@ -410,6 +412,7 @@ impl Registry {
         ));
         let outbound = OutboundPolicy::new(&spec.allowed_outbound_hosts).map_err(DeployError::InvalidSpec)?;
         Ok(Deployment {
+            models: spec.models.clone().into(),
             name: record.function.clone(),
             tenant: tenant.to_owned(),
             concurrency: Arc::new(Semaphore::new(limits.max_concurrency as usize)),
