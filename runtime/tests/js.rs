@@ -374,30 +374,9 @@ fn wafer_build_js_without_node_says_how_to_install_it() {
     );
 }
 
-/// A node serving the demo models, or `None` when they were not pulled
-/// (`WAFER_REQUIRE_MODELS=1`, set by `./dev.sh test`, makes that a failure).
+/// A node serving the demo models, or `None` when they were not pulled.
 async fn model_node() -> Option<TestNode> {
-    let dir = std::env::var_os("WAFER_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(wafer_runtime::config::default_models_dir);
-    let mut config = test_config();
-    for name in ["smollm2-135m-instruct", "all-minilm-l6-v2"] {
-        let path = dir.join(wafer_runtime::catalog::find(name).unwrap().path);
-        if !path.exists() {
-            assert!(
-                std::env::var_os("WAFER_REQUIRE_MODELS").is_none_or(|v| v != "1"),
-                "{} is missing: run `wafer models pull`",
-                path.display()
-            );
-            eprintln!("skipping: {} not pulled", path.display());
-            return None;
-        }
-        let mut model = wafer_host_apis::model::ModelConfig::at(path);
-        model.max_context = Some(1024);
-        model.kv_cache_mib = Some(64);
-        config.models.insert(name.into(), model);
-    }
-    Some(TestNode::with_config(config).await)
+    Some(TestNode::with_config(common::demo_models_config()?).await)
 }
 
 #[tokio::test]

@@ -7,42 +7,17 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::OnceLock;
 
 use axum::body::Body;
 use axum::http::StatusCode;
-use common::{TestNode, test_config};
+use common::TestNode;
 use serde_json::{Value, json};
 use wafer_runtime::billing::pricing::ModelPrices;
 use wafer_runtime::manifest::FunctionSpec;
 
-const LLM: &str = "smollm2-135m-instruct";
-const EMBED: &str = "all-minilm-l6-v2";
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("WAFER_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(wafer_runtime::config::default_models_dir)
-}
-
-/// The demo models' paths, or `None` (skip) when they were not pulled;
-/// `WAFER_REQUIRE_MODELS=1` (set by `./dev.sh test`) makes that a failure.
-fn pulled() -> Option<(PathBuf, PathBuf)> {
-    let dir = models_dir();
-    let llm = dir.join(wafer_runtime::catalog::find(LLM).unwrap().path);
-    let embed = dir.join(wafer_runtime::catalog::find(EMBED).unwrap().path);
-    if llm.exists() && embed.exists() {
-        return Some((llm, embed));
-    }
-    assert!(
-        std::env::var_os("WAFER_REQUIRE_MODELS").is_none_or(|v| v != "1"),
-        "demo models missing under {}: run `wafer models pull`",
-        dir.display()
-    );
-    eprintln!("skipping: demo models not pulled into {}", dir.display());
-    None
-}
+use common::{DEMO_EMBED as EMBED, DEMO_LLM as LLM};
 
 /// The chat or semantic-search example's component, built once.
 fn example(_package: &str, file: &str) -> Vec<u8> {
@@ -72,15 +47,7 @@ fn prices() -> (ModelPrices, ModelPrices) {
 }
 
 async fn model_node(tweak: impl FnOnce(&mut wafer_runtime::config::NodeConfig)) -> Option<TestNode> {
-    let (llm, embed) = pulled()?;
-    let mut config = test_config();
-    let mut llm_config = wafer_host_apis::model::ModelConfig::at(llm);
-    llm_config.max_context = Some(1024);
-    llm_config.kv_cache_mib = Some(64);
-    config.models.insert(LLM.into(), llm_config);
-    config
-        .models
-        .insert(EMBED.into(), wafer_host_apis::model::ModelConfig::at(embed));
+    let mut config = common::demo_models_config()?;
     let (llm_prices, embed_prices) = prices();
     config.pricing.models.insert(LLM.into(), llm_prices);
     config.pricing.models.insert(EMBED.into(), embed_prices);

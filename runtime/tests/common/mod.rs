@@ -67,6 +67,40 @@ pub fn example_component(packages: &[&str], file: &str) -> Vec<u8> {
     std::fs::read(examples.join("target/wasm32-wasip2/release").join(file)).expect("read the example's component")
 }
 
+/// The demo models' catalog names.
+pub const DEMO_LLM: &str = "smollm2-135m-instruct";
+pub const DEMO_EMBED: &str = "all-minilm-l6-v2";
+
+/// `test_config()` serving both demo models (the decoder with a short
+/// context and a small cache), or `None` (skip, with a note) when they were
+/// not pulled; `WAFER_REQUIRE_MODELS=1` (set by `./dev.sh test`) makes that
+/// a failure.
+pub fn demo_models_config() -> Option<NodeConfig> {
+    let dir = std::env::var_os("WAFER_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(wafer_runtime::config::default_models_dir);
+    let mut config = test_config();
+    for name in [DEMO_LLM, DEMO_EMBED] {
+        let path = dir.join(wafer_runtime::catalog::find(name).unwrap().path);
+        if !path.exists() {
+            assert!(
+                std::env::var_os("WAFER_REQUIRE_MODELS").is_none_or(|v| v != "1"),
+                "{} is missing: run `wafer models pull`",
+                path.display()
+            );
+            eprintln!("skipping: {} not pulled", path.display());
+            return None;
+        }
+        let mut model = wafer_host_apis::model::ModelConfig::at(path);
+        if name == DEMO_LLM {
+            model.max_context = Some(1024);
+            model.kv_cache_mib = Some(64);
+        }
+        config.models.insert(name.into(), model);
+    }
+    Some(config)
+}
+
 /// A node in a temporary data dir.
 pub struct TestNode {
     pub node: Arc<Node>,
