@@ -118,15 +118,16 @@ fn run_batch(model: &BertModel, pool: &rayon::ThreadPool, jobs: Vec<Job>) {
         return;
     }
     let texts: Vec<&str> = jobs.iter().flat_map(|j| j.texts.iter().map(String::as_str)).collect();
-    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.embed(&texts, pool)));
+    let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| model.embed_counted(&texts, pool)));
     match result {
-        Ok(Ok((vectors, _))) => {
+        Ok(Ok((vectors, counts))) => {
             let mut vectors = vectors.into_iter();
+            let mut counts = counts.into_iter();
             for job in jobs {
-                let mine: Vec<Vec<f32>> = vectors.by_ref().take(job.texts.len()).collect();
-                let refs: Vec<&str> = job.texts.iter().map(String::as_str).collect();
-                // Each caller is billed for its own tokens only.
-                let tokens = model.count_tokens(&refs).map(|c| c.iter().sum()).unwrap_or(0);
+                let n = job.texts.len();
+                let mine: Vec<Vec<f32>> = vectors.by_ref().take(n).collect();
+                // Each caller is billed for its own texts' tokens only.
+                let tokens = counts.by_ref().take(n).sum();
                 let _ = job.reply.send(Ok((mine, tokens)));
             }
         }

@@ -117,17 +117,28 @@ impl BertModel {
     /// `encoder` module), so the result for a text does not depend on what it is batched with.
     /// Returns the vectors in input order and the total number of tokens fed.
     pub fn embed(&self, texts: &[&str], pool: &rayon::ThreadPool) -> Result<(Vec<Vec<f32>>, usize), BertError> {
+        let (vectors, counts) = self.embed_counted(texts, pool)?;
+        Ok((vectors, counts.iter().sum()))
+    }
+
+    /// [`BertModel::embed`], with the tokens of each text rather than the
+    /// total, for callers that bill a batch's texts to different requests.
+    pub fn embed_counted(
+        &self,
+        texts: &[&str],
+        pool: &rayon::ThreadPool,
+    ) -> Result<(Vec<Vec<f32>>, Vec<usize>), BertError> {
         if texts.is_empty() {
-            return Ok((Vec::new(), 0));
+            return Ok((Vec::new(), Vec::new()));
         }
         pool.install(|| {
             let encoded = self.tokenizer.encode(texts, true)?;
-            let total = encoded.iter().map(|e| e.ids.len()).sum();
+            let counts = encoded.iter().map(|e| e.ids.len()).collect();
             let mut vectors = Vec::with_capacity(texts.len());
             for group in pack(&encoded) {
                 vectors.extend(self.embed_group(&group)?);
             }
-            Ok((vectors, total))
+            Ok((vectors, counts))
         })
     }
 
