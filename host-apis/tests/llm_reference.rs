@@ -9,8 +9,8 @@
 mod model_common;
 
 use std::collections::BTreeMap;
+use std::sync::OnceLock;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -452,5 +452,4 @@ fn unknown_models_and_kinds_are_named() {
     assert!(err.contains("nope"), "{err}");
     let err = models.embedder("smollm2").unwrap_err().to_string();
     assert!(err.contains("not an embeddings model"), "{err}");
-    let _ = Arc::new(());
 }

@@ -81,7 +81,11 @@ impl LlamaConfig {
             .opt_u64(&key("attention.key_length"))
             .map_or(dim / n_heads, |v| v as usize);
         let vocab = match gguf.tensors().get("token_embd.weight") {
-            Some(info) if info.dims.len() == 2 => info.dims[1] as usize,
+            // Sampling indexes the logits: an empty vocabulary is refused here.
+            Some(info) if info.dims.len() == 2 && info.dims[1] > 0 => info.dims[1] as usize,
+            Some(info) if info.dims.len() == 2 => {
+                return Err(ModelError::Invalid("token_embd.weight has an empty vocabulary".into()));
+            }
             _ => return Err(GgufError::MissingTensor("token_embd.weight".into()).into()),
         };
         let rope_dim = gguf
