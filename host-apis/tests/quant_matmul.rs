@@ -159,6 +159,61 @@ fn simd_matches_scalar() {
     }
 }
 
+/// Weights interleaved in groups of eight rows (the batched kernels) give the GGML layout's
+/// numbers: checked against the f64 reference, and against the row kernels within f32
+/// summation-order rounding, for every token tile size and for chunk boundaries that do not
+/// fall on a group (a 5-row weight before it shifts them).
+#[test]
+fn interleaved_rows_match_ggml_layout() {
+    if !testing::simd_available() {
+        eprintln!("no AVX2/FMA/F16C on this CPU: interleaved kernels not exercised");
+        return;
+    }
+    let cols = 256;
+    let odd = make(GgmlType::Q4_1, 5, cols, 41);
+    for (i, ty) in [GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q8_0].into_iter().enumerate() {
+        let plain = make(ty, 48, cols, 400 + i as u64);
+        let inter = Case {
+            m: plain.m.clone().interleaved(),
+            w: plain.w.clone(),
+        };
+        assert!(inter.m.is_interleaved() && !plain.m.is_interleaved(), "{ty:?}");
+        for tokens in [1, 2, 3, 4, 5, 8, 9, 17] {
+            let x = random_vec(&mut rng(500 + tokens as u64), tokens * cols, 1.0);
+            let acts = Activations::prepare(&x, tokens, cols, &[ty, GgmlType::Q4_1]).unwrap();
+            for threads in [1, 2, 3] {
+                check_against_reference(&[&inter], &x, tokens, threads);
+                check_against_reference(&[&odd, &inter], &x, tokens, threads);
+                let run = |m: &QMatrix| {
+                    let mut a = vec![0.0; tokens * 5];
+                    let mut b = vec![0.0; tokens * 48];
+                    matmul(&[&odd.m, m], &acts, &mut [a.as_mut_slice(), b.as_mut_slice()], &pool(threads)).unwrap();
+                    (a, b)
+                };
+                let ((odd_i, got), (odd_p, want)) = (run(&inter.m), run(&plain.m));
+                assert_eq!(odd_i, odd_p, "{ty:?}: the plain neighbour must not change");
+                for t in 0..tokens {
+                    for r in 0..48 {
+                        let mag: f32 = plain.w[r * cols..(r + 1) * cols]
+                            .iter()
+                            .zip(&x[t * cols..(t + 1) * cols])
+                            .map(|(p, q)| (p * q).abs())
+                            .sum();
+                        let (g, w) = (got[t * 48 + r], want[t * 48 + r]);
+                        assert!(
+                            (g - w).abs() <= 1e-5 * mag + 1e-7,
+                            "{ty:?} tokens {tokens} threads {threads} t {t} r {r}: interleaved {g} ggml {w}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+    // Types and shapes without a layout are left as they are.
+    assert!(!make(GgmlType::Q4_1, 37, cols, 1).m.interleaved().is_interleaved());
+    assert!(!make(GgmlType::Q4K, 8, cols, 1).m.interleaved().is_interleaved());
+}
+
 /// Activation quantization rounds like ggml's quantize_row_q8_0_ref: d = amax/127 stored as
 /// f16, q = round-half-away-from-zero(x / d). Probed with one-hot Q8_0 weight rows (d = 1).
 #[test]

@@ -177,9 +177,15 @@ impl Llama {
         let cfg = LlamaConfig::from_gguf(gguf)?;
         let (dim, q_dim, kv_dim, ffn) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim);
         let embed = gguf.matrix("token_embd.weight", cfg.vocab, dim)?;
+        // Every matrix product gets the interleaved layout of the batched kernels; the
+        // embedding table is only read a row at a time and keeps the file's layout.
         let output = match gguf.tensors().contains_key("output.weight") {
             true => gguf.matrix("output.weight", cfg.vocab, dim)?,
             false => embed.clone(),
+        }
+        .interleaved();
+        let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatrix, ModelError> {
+            Ok(gguf.matrix(name, rows, cols)?.interleaved())
         };
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
@@ -194,15 +200,15 @@ impl Llama {
             };
             layers.push(Layer {
                 attn_norm: gguf.vector(&name("attn_norm.weight"), dim)?,
-                wq: gguf.matrix(&name("attn_q.weight"), q_dim, dim)?,
-                wk: gguf.matrix(&name("attn_k.weight"), kv_dim, dim)?,
-                wv: gguf.matrix(&name("attn_v.weight"), kv_dim, dim)?,
+                wq: matrix(&name("attn_q.weight"), q_dim, dim)?,
+                wk: matrix(&name("attn_k.weight"), kv_dim, dim)?,
+                wv: matrix(&name("attn_v.weight"), kv_dim, dim)?,
                 bias,
-                wo: gguf.matrix(&name("attn_output.weight"), dim, q_dim)?,
+                wo: matrix(&name("attn_output.weight"), dim, q_dim)?,
                 ffn_norm: gguf.vector(&name("ffn_norm.weight"), dim)?,
-                gate: gguf.matrix(&name("ffn_gate.weight"), ffn, dim)?,
-                up: gguf.matrix(&name("ffn_up.weight"), ffn, dim)?,
-                down: gguf.matrix(&name("ffn_down.weight"), dim, ffn)?,
+                gate: matrix(&name("ffn_gate.weight"), ffn, dim)?,
+                up: matrix(&name("ffn_up.weight"), ffn, dim)?,
+                down: matrix(&name("ffn_down.weight"), dim, ffn)?,
             });
         }
         let norm = gguf.vector("output_norm.weight", dim)?;

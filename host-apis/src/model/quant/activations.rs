@@ -36,6 +36,9 @@ pub(crate) struct Q8Acts {
     pub d: Vec<f32>,
     /// Per block `d * sum(q)` (ggml `block_q8_1::s`), rounded through f16 as ggml stores it.
     pub s: Vec<f32>,
+    /// Per block `d * sum(q)` in f32: the interleaved Q4_0 kernel applies Q4_0's `-8` offset
+    /// through it, where f16 rounding would be an error ggml's Q4_0 kernel does not make.
+    pub dsum: Vec<f32>,
 }
 
 /// Activations x [tokens, cols] (f32, row-major) prepared once for every weight type that will
@@ -112,6 +115,7 @@ pub(crate) fn quantize_q8(x: &[f32]) -> Q8Acts {
     let mut qs = vec![0i8; x.len()];
     let mut d = Vec::with_capacity(nb);
     let mut s = Vec::with_capacity(nb);
+    let mut dsum = Vec::with_capacity(nb);
     for (xb, qb) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
         let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let db = amax / 127.0;
@@ -122,8 +126,10 @@ pub(crate) fn quantize_q8(x: &[f32]) -> Q8Acts {
             *q = (v * id).round() as i8;
             sum += *q as i32;
         }
-        d.push(half::f16::from_f32(db).to_f32());
+        let d_stored = half::f16::from_f32(db).to_f32();
+        d.push(d_stored);
         s.push(half::f16::from_f32(sum as f32 * db).to_f32());
+        dsum.push(sum as f32 * d_stored);
     }
-    Q8Acts { qs, d, s }
+    Q8Acts { qs, d, s, dsum }
 }

@@ -3,7 +3,8 @@
 use std::cell::RefCell;
 
 use super::activations::{ActKind, act_kind};
-use super::dot::{self, MAX_TOKENS};
+use super::dot::{self, GROUP_TOKENS, MAX_TOKENS};
+use super::interleave::GROUP;
 use super::{Activations, GgmlType, QMatrix, QuantError, cpu, dequantize_row};
 
 /// Weight rows handled per step. A step's rows (at most a few KiB of weights) stay in L1/L2
@@ -121,7 +122,11 @@ fn split_jobs<'a>(
     total_rows: usize,
     nchunks: usize,
 ) -> Vec<Vec<Job<'a>>> {
-    let bound = |c: usize| c * total_rows / nchunks;
+    // Inner bounds fall on multiples of eight rows so interleaved groups are never split.
+    let bound = |c: usize| match c >= nchunks {
+        true => total_rows,
+        false => c * total_rows / nchunks / GROUP * GROUP,
+    };
     let mut chunks: Vec<Vec<Job<'a>>> = (0..nchunks).map(|_| Vec::new()).collect();
     let mut base = 0;
     for (&w, out) in weights.iter().zip(outs.iter_mut()) {
@@ -201,13 +206,57 @@ fn run_chunk(jobs: Vec<Job<'_>>, x: &Activations, simd: bool) {
     }
 }
 
+/// Q8-activation weights: whole interleaved groups through the group kernels where the matrix
+/// has them (and SIMD is on), everything else through the GGML-layout row kernels.
 fn run_q8(job: &mut Job<'_>, x: &Activations, simd: bool) {
+    let nrows = job.outs.first().map_or(0, |o| o.len());
+    if simd && job.w.is_interleaved() {
+        let head = ((GROUP - job.r0 % GROUP) % GROUP).min(nrows);
+        let groups = (nrows - head) / GROUP;
+        if groups > 0 && run_groups(job, x, head, groups) {
+            run_rows(job, x, simd, 0, head);
+            run_rows(job, x, simd, head + groups * GROUP, nrows);
+            return;
+        }
+    }
+    run_rows(job, x, simd, 0, nrows);
+}
+
+/// Groups of eight rows per step when a batch needs several token tiles: the step's weights
+/// (at most ~30 KiB) stay in L1/L2 while every tile streams past them.
+const GROUP_STEP: usize = 4;
+
+/// `groups` interleaved groups starting at the job's local row `at` (a group boundary).
+/// False when no kernel took them (nothing written).
+fn run_groups(job: &mut Job<'_>, x: &Activations, at: usize, groups: usize) -> bool {
+    let Some(q8) = x.q8() else { return false };
+    let (ty, cols, tokens) = (job.w.ty(), x.cols(), x.tokens());
+    let g0 = (job.r0 + at) / GROUP;
+    // One tile of tokens: all groups in one call. Several: a few groups at a time.
+    let step = if tokens <= GROUP_TOKENS { groups } else { GROUP_STEP };
+    for s0 in (0..groups).step_by(step) {
+        let s1 = (s0 + step).min(groups);
+        let Some(w) = job.w.groups_data(g0 + s0, g0 + s1) else {
+            return false;
+        };
+        for t0 in (0..tokens).step_by(GROUP_TOKENS) {
+            let n = GROUP_TOKENS.min(tokens - t0);
+            let outs = &mut job.outs[t0..t0 + n];
+            if !dot::q8_groups(ty, w, q8, cols, t0, outs, at + s0 * GROUP) {
+                return false;
+            }
+        }
+    }
+    true
+}
+
+/// GGML-layout rows `lo..hi` (local to the job) through the row kernels.
+fn run_rows(job: &mut Job<'_>, x: &Activations, simd: bool, lo: usize, hi: usize) {
     let Some(q8) = x.q8() else { return };
     let (ty, cols, tokens) = (job.w.ty(), x.cols(), x.tokens());
-    let nrows = job.outs.first().map_or(0, |o| o.len());
     let mut res = [0.0f32; ROW_STEP * MAX_TOKENS];
-    for s0 in (0..nrows).step_by(ROW_STEP) {
-        let s1 = (s0 + ROW_STEP).min(nrows);
+    for s0 in (lo..hi).step_by(ROW_STEP) {
+        let s1 = (s0 + ROW_STEP).min(hi);
         let w = job.w.rows_data(job.r0 + s0, job.r0 + s1);
         for t0 in (0..tokens).step_by(MAX_TOKENS) {
             let n = MAX_TOKENS.min(tokens - t0);

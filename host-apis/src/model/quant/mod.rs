@@ -12,6 +12,7 @@ mod cpu;
 mod dequant;
 mod dot;
 mod error;
+mod interleave;
 mod matmul;
 mod matrix;
 mod types;

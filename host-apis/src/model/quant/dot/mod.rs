@@ -3,7 +3,16 @@
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2;
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod avx2_groups;
 mod scalar;
+
+#[cfg(target_arch = "x86_64")]
+pub(crate) use avx2_groups::GROUP_TOKENS;
+/// Without x86 there are no group kernels; the constant only sizes loops that never run.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) const GROUP_TOKENS: usize = 4;
 
 use super::GgmlType;
 use super::activations::Q8Acts;
@@ -47,6 +56,28 @@ pub(crate) fn q8_rows(
             };
             *o = scalar::dot_q8(ty, wr, &row);
         }
+    }
+}
+
+/// Dots of interleaved row groups `w` (whole groups of eight rows, `cols` columns) with
+/// activation rows `t0..t0 + outs.len()` (at most [`GROUP_TOKENS`]): row `8g + r` of token
+/// `t0 + k` goes to `outs[k][at + 8g + r]`. Returns false, writing nothing, where there is no
+/// SIMD kernel for it; the caller then uses the GGML-layout rows.
+pub(crate) fn q8_groups(
+    ty: GgmlType,
+    w: &[u8],
+    a: &Q8Acts,
+    cols: usize,
+    t0: usize,
+    outs: &mut [&mut [f32]],
+    at: usize,
+) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    return avx2_groups::dot_groups(ty, w, a, cols, t0, outs, at);
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (ty, w, a, cols, t0, outs, at);
+        false
     }
 }
 

@@ -1,0 +1,159 @@
+//! Weight rows interleaved in groups of eight, the layout of the batched AVX2 kernels.
+//!
+//! In GGML's layout a row's blocks are contiguous, so a kernel computes one row's dot at a
+//! time and finishes with a horizontal sum. Here the blocks of eight rows that cover the same
+//! 32 columns sit together, four quant bytes of each row side by side, so one 32-byte register
+//! holds the same four columns of eight rows. Multiplying it by those four activation bytes,
+//! broadcast, leaves each row's partial sum in its own lane: eight dots come out of one
+//! accumulator, scales apply as a vector of eight, and (for 4-bit weights) the products of a
+//! whole block sum in 16-bit lanes before one widening step. This is the layout llama.cpp's
+//! "repacked" CPU kernels use for the same reason.
+//!
+//! Group-block layouts (`g` = group of rows `8g..8g+8`, `b` = block of columns `32b..32b+32`;
+//! group-blocks are stored group-major, `(g * blocks_per_row + b) * group_block_bytes`):
+//!
+//! - Q4_1: `d[8]` f16, `m[8]` f16, then four 32-byte registers `P_c` (c = 0..4) where bytes
+//!   `4r..4r+4` of `P_c` are bytes `4c..4c+4` of row r's 16 quant bytes. A quant byte holds
+//!   element i in its low nibble and element i + 16 in its high one, so the low nibbles of
+//!   `P_c` are columns `4c..4c+4` and the high nibbles columns `16+4c..16+4c+4`.
+//! - Q4_0: the same, with `m = -8 d` (Q4_0's `(q - 8) d` is Q4_1's `q d + m`). Multiplying
+//!   by 8 is exact in f16; a scale that would overflow leaves the matrix in GGML layout.
+//! - Q8_0: `d[8]` f16, then eight registers `P_c` (c = 0..8): bytes `4r..4r+4` of `P_c` are
+//!   quants `4c..4c+4` of row r.
+
+use super::GgmlType;
+use super::types::QK;
+
+/// Rows per group.
+pub(crate) const GROUP: usize = 8;
+
+/// Bytes of one group-block for `ty`, or None when `ty` has no interleaved layout.
+pub(crate) fn group_block_bytes(ty: GgmlType) -> Option<usize> {
+    match ty {
+        GgmlType::Q4_0 | GgmlType::Q4_1 => Some(2 * 16 + 4 * 32),
+        GgmlType::Q8_0 => Some(16 + 8 * 32),
+        _ => None,
+    }
+}
+
+/// `data` (`rows` GGML rows of `cols` elements) interleaved in groups of eight rows, or None
+/// when the type has no interleaved layout, `rows` is not a multiple of eight, or a Q4_0 scale
+/// would overflow as `-8 d`.
+pub(crate) fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
+    let gbb = group_block_bytes(ty)?;
+    if rows == 0 || !rows.is_multiple_of(GROUP) || !cols.is_multiple_of(QK) {
+        return None;
+    }
+    let (nb, bb) = (cols / QK, ty.block_bytes());
+    let row_bytes = nb * bb;
+    if data.len() != rows * row_bytes {
+        return None;
+    }
+    let mut out = Vec::with_capacity(rows / GROUP * nb * gbb);
+    for g in 0..rows / GROUP {
+        for b in 0..nb {
+            let block = |r: usize| {
+                let at = (g * GROUP + r) * row_bytes + b * bb;
+                &data[at..at + bb]
+            };
+            match ty {
+                GgmlType::Q4_1 => {
+                    (0..GROUP).for_each(|r| out.extend_from_slice(&block(r)[0..2]));
+                    (0..GROUP).for_each(|r| out.extend_from_slice(&block(r)[2..4]));
+                    push_quads(&mut out, 4, &block, 4);
+                }
+                GgmlType::Q4_0 => {
+                    (0..GROUP).for_each(|r| out.extend_from_slice(&block(r)[0..2]));
+                    for r in 0..GROUP {
+                        let d = half::f16::from_le_bytes([block(r)[0], block(r)[1]]);
+                        let m = half::f16::from_f32(-8.0 * d.to_f32());
+                        if m.is_infinite() && !d.is_infinite() {
+                            return None;
+                        }
+                        out.extend_from_slice(&m.to_le_bytes());
+                    }
+                    push_quads(&mut out, 4, &block, 2);
+                }
+                // Q8_0 (the only other type with a layout).
+                _ => {
+                    (0..GROUP).for_each(|r| out.extend_from_slice(&block(r)[0..2]));
+                    push_quads(&mut out, 8, &block, 2);
+                }
+            }
+        }
+    }
+    Some(out)
+}
+
+/// Append `registers` 32-byte registers: register c holds bytes `4c..4c+4` of each row's
+/// quants (which start `quants_at` bytes into its block), rows in order.
+fn push_quads<'a>(out: &mut Vec<u8>, registers: usize, block: &impl Fn(usize) -> &'a [u8], quants_at: usize) {
+    for c in 0..registers {
+        for r in 0..GROUP {
+            let q = &block(r)[quants_at..];
+            out.extend_from_slice(&q[4 * c..4 * c + 4]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Row r's block b of a Q8_0 matrix, with quant j = (r * 31 + b * 7 + j) as i8 and d = r.
+    fn q8_matrix(rows: usize, cols: usize) -> Vec<u8> {
+        let mut data = Vec::new();
+        for r in 0..rows {
+            for b in 0..cols / QK {
+                data.extend_from_slice(&half::f16::from_f32(r as f32).to_le_bytes());
+                data.extend((0..QK).map(|j| (r * 31 + b * 7 + j) as u8));
+            }
+        }
+        data
+    }
+
+    #[test]
+    fn q8_0_quants_land_where_the_kernels_read_them() {
+        let (rows, cols) = (16, 64);
+        let packed = interleave(GgmlType::Q8_0, rows, cols, &q8_matrix(rows, cols)).unwrap();
+        let gbb = group_block_bytes(GgmlType::Q8_0).unwrap();
+        assert_eq!(packed.len(), rows / GROUP * (cols / QK) * gbb);
+        for g in 0..2 {
+            for b in 0..2 {
+                let blk = &packed[(g * 2 + b) * gbb..][..gbb];
+                for r in 0..GROUP {
+                    let row = g * GROUP + r;
+                    let d = half::f16::from_le_bytes([blk[2 * r], blk[2 * r + 1]]).to_f32();
+                    assert_eq!(d, row as f32);
+                    for j in 0..QK {
+                        let (c, k) = (j / 4, j % 4);
+                        assert_eq!(blk[16 + 32 * c + 4 * r + k], (row * 31 + b * 7 + j) as u8);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn q4_0_min_is_minus_eight_d_and_overflow_refuses() {
+        let mut data = Vec::new();
+        for r in 0..GROUP {
+            data.extend_from_slice(&half::f16::from_f32(0.5 + r as f32).to_le_bytes());
+            data.extend([0x21u8; 16]);
+        }
+        let packed = interleave(GgmlType::Q4_0, GROUP, QK, &data).unwrap();
+        for r in 0..GROUP {
+            let m = half::f16::from_le_bytes([packed[16 + 2 * r], packed[17 + 2 * r]]).to_f32();
+            assert_eq!(m, -8.0 * (0.5 + r as f32));
+        }
+        data[0..2].copy_from_slice(&half::f16::from_f32(10_000.0).to_le_bytes());
+        assert!(interleave(GgmlType::Q4_0, GROUP, QK, &data).is_none());
+    }
+
+    #[test]
+    fn shapes_without_a_layout_stay_in_ggml_order() {
+        assert!(interleave(GgmlType::Q8_0, 12, 64, &q8_matrix(12, 64)).is_none());
+        assert!(interleave(GgmlType::F32, 8, 32, &[0; 8 * 32 * 4]).is_none());
+        assert!(interleave(GgmlType::Q8_0, 8, 64, &[0; 3]).is_none());
+    }
+}
