@@ -1,46 +1,76 @@
-//! CPU f32 matmul throughput of the tensor backend.
+//! Multiply-adds per second of the quantized matmul on SmolLM2-135M's shapes, by batch size,
+//! with the GGML-layout row kernels and the interleaved group kernels. Prints one line per case.
 //!
-//! Run with: `cargo run --release -p wafer-host-apis --example matmul_bench [threads]`
-//!
-//! Prints GFLOP/s (2·n³ per product) for n = 256 … 4096, best and median
-//! of several runs after a warm-up; `bench/tensor/peers.py` times NumPy on
-//! the same sizes.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+//! `cargo run --release -p wafer-host-apis --example matmul_bench -- [THREADS]`
 
-use std::time::{Duration, Instant};
+#![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use wafer_host_apis::tensor::{Budget, Device, Exec, TensorLimits};
+use std::time::Instant;
+
+use bytes::Bytes;
+use wafer_host_apis::model::quant::{Activations, GgmlType, QMatrix, matmul};
+
+fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
+    let bytes = ty.row_bytes(cols).unwrap() * rows;
+    let mut state = seed;
+    let mut data: Vec<u8> = (0..bytes)
+        .map(|_| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            (state >> 33) as u8
+        })
+        .collect();
+    // Sane f16 scales: every block starts with d (and m) = 0.01.
+    let bb = ty.block_bytes();
+    let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
+    for blk in data.chunks_exact_mut(bb) {
+        for s in 0..scales {
+            blk[2 * s..2 * s + 2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+        }
+    }
+    QMatrix::new(ty, rows, cols, Bytes::from(data)).unwrap()
+}
 
 fn main() {
-    let threads: usize = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2);
-    let exec = Exec::new(
-        Device::cpu(0, threads).unwrap(),
-        Budget::unlimited(),
-        // 4096³ is over the default per-call work limit, which guards guests.
-        TensorLimits {
-            max_matmul_flops: u64::MAX,
-            ..Default::default()
-        },
-    );
-    println!("wafer cpu f32 matmul, {threads} threads");
-    println!("{:>6} {:>12} {:>12} {:>6}", "n", "best GF/s", "median GF/s", "runs");
-    for n in [256usize, 512, 1024, 2048, 4096] {
-        let data: Vec<f32> = (0..n * n).map(|i| ((i * 7919 % 1000) as f32) / 1000.0 - 0.5).collect();
-        let a = exec.from_slice(&[n, n], &data).unwrap();
-        let b = exec.from_slice(&[n, n], &data).unwrap();
-        drop(exec.matmul(&a, &b).unwrap()); // warm-up: pool threads, packing buffers
-        let flops = 2.0 * (n as f64).powi(3);
-        let mut times = Vec::new();
-        let start = Instant::now();
-        while times.len() < 3 || (start.elapsed() < Duration::from_secs(2) && times.len() < 50) {
-            let t = Instant::now();
-            let c = exec.matmul(&a, &b).unwrap();
-            times.push(t.elapsed().as_secs_f64());
-            drop(c);
+    let threads: usize = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2);
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+    // (type, rows, cols) of one layer's products plus the output head, weighted by how often a
+    // token meets them (30 layers).
+    let shapes = [
+        (GgmlType::Q4_1, 1536, 576, 60),
+        (GgmlType::Q4_1, 576, 1536, 30),
+        (GgmlType::Q4_1, 576, 576, 60),
+        (GgmlType::Q8_0, 49152, 576, 1),
+    ];
+    for interleaved in [false, true] {
+        for tokens in [1usize, 4, 8, 16] {
+            let mut macs = 0f64;
+            let mut secs = 0f64;
+            for &(ty, rows, cols, times) in &shapes {
+                let mut m = random_matrix(ty, rows, cols, rows as u64);
+                if interleaved {
+                    m = m.interleaved();
+                }
+                let x: Vec<f32> = (0..tokens * cols)
+                    .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                    .collect();
+                let acts = Activations::prepare(&x, tokens, cols, &[ty]).unwrap();
+                let mut out = vec![0f32; tokens * rows];
+                let reps = (times * 20).max(20);
+                matmul(&[&m], &acts, &mut [out.as_mut_slice()], &pool).unwrap();
+                let t = Instant::now();
+                for _ in 0..reps {
+                    matmul(&[&m], &acts, &mut [out.as_mut_slice()], &pool).unwrap();
+                }
+                secs += t.elapsed().as_secs_f64() / reps as f64 * times as f64;
+                macs += (rows * cols * tokens * times) as f64;
+            }
+            println!(
+                "interleaved {interleaved:5} tokens {tokens:2}: {:6.1} G MAC/s, {:6.1} tokens/s of matmul",
+                macs / secs / 1e9,
+                tokens as f64 / secs
+            );
         }
-        times.sort_by(f64::total_cmp);
-        let best = flops / times[0] / 1e9;
-        let median = flops / times[times.len() / 2] / 1e9;
-        println!("{n:>6} {best:>12.1} {median:>12.1} {:>6}", times.len());
     }
 }

@@ -187,7 +187,13 @@ fn interleaved_rows_match_ggml_layout() {
                 let run = |m: &QMatrix| {
                     let mut a = vec![0.0; tokens * 5];
                     let mut b = vec![0.0; tokens * 48];
-                    matmul(&[&odd.m, m], &acts, &mut [a.as_mut_slice(), b.as_mut_slice()], &pool(threads)).unwrap();
+                    matmul(
+                        &[&odd.m, m],
+                        &acts,
+                        &mut [a.as_mut_slice(), b.as_mut_slice()],
+                        &pool(threads),
+                    )
+                    .unwrap();
                     (a, b)
                 };
                 let ((odd_i, got), (odd_p, want)) = (run(&inter.m), run(&plain.m));

@@ -96,35 +96,88 @@ pub fn softmax(x: &mut [f32]) {
     }
 }
 
-/// Dot product with four accumulators, so the compiler vectorises it.
+/// Dot product (AVX2 + FMA where the CPU has them: this crate is built for baseline x86-64,
+/// where the compiler alone only reaches 4-wide SSE).
 #[inline]
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
-    let mut acc = [0f32; 8];
-    let chunks = a.len() / 8 * 8;
-    for (x, y) in a[..chunks].chunks_exact(8).zip(b[..chunks].chunks_exact(8)) {
-        for i in 0..8 {
-            acc[i] += x[i] * y[i];
-        }
-    }
-    let mut tail = 0.0;
-    for (x, y) in a[chunks..].iter().zip(&b[chunks..]) {
-        tail += x * y;
-    }
-    acc.iter().sum::<f32>() + tail
+    super::quant::f32_dot(a, b)
 }
 
-/// `out += weight * v`.
+/// `out += weight * v` (AVX2 + FMA where the CPU has them).
 #[inline]
 pub fn axpy(out: &mut [f32], weight: f32, v: &[f32]) {
-    for (o, x) in out.iter_mut().zip(v) {
-        *o += weight * x;
-    }
+    super::quant::f32_axpy(out, weight, v)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dot_and_axpy_match_plain_loops_at_every_length() {
+        for n in 0..41 {
+            let a: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37).sin()).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i as f32 * 0.11).cos()).collect();
+            let want: f32 = a.iter().zip(&b).map(|(x, y)| x * y).sum();
+            assert!((dot(&a, &b) - want).abs() <= 1e-5 * (1.0 + want.abs()), "n {n}");
+            let mut out = b.clone();
+            axpy(&mut out, 0.5, &a);
+            for i in 0..n {
+                assert!((out[i] - (b[i] + 0.5 * a[i])).abs() <= 1e-6, "n {n} i {i}");
+            }
+        }
+    }
+
+    /// The SIMD attention kernels equal plain loops over blocked keys and values (the decoder
+    /// takes plain loops itself where they return false, as for head widths not a multiple
+    /// of 8).
+    #[test]
+    fn simd_attention_matches_plain_loops() {
+        let (kv_dim, hd, group, len) = (48, 16, 3, 21);
+        let off = 2 * hd;
+        let wave = |n: usize, f: f32| (0..n).map(|i| (i as f32 * f).sin()).collect::<Vec<f32>>();
+        let (keys, values, q) = (wave(32 * kv_dim, 0.13), wave(32 * kv_dim, 0.07), wave(group * hd, 0.31));
+        let blocks = |d: &[f32]| -> Vec<Vec<f32>> { d.chunks(16 * kv_dim).map(<[f32]>::to_vec).collect() };
+        let (kb, vb) = (blocks(&keys[..len * kv_dim]), blocks(&values[..len * kv_dim]));
+        let kr: Vec<&[f32]> = kb.iter().map(Vec::as_slice).collect();
+        let vr: Vec<&[f32]> = vb.iter().map(Vec::as_slice).collect();
+        let mut scores = vec![0.0; group * len];
+        if !crate::model::quant::attn_scores(&q, &kr, (kv_dim, off, hd), len, 0.5, &mut scores) {
+            return; // no SIMD on this CPU
+        }
+        let mut out = vec![0.0; group * hd];
+        assert!(crate::model::quant::attn_values(
+            &scores,
+            &vr,
+            (kv_dim, off, hd),
+            len,
+            &mut out
+        ));
+        for g in 0..group {
+            let mut want = vec![0.0f32; hd];
+            for p in 0..len {
+                let k = &keys[p * kv_dim + off..][..hd];
+                let v = &values[p * kv_dim + off..][..hd];
+                let sc: f32 = q[g * hd..][..hd].iter().zip(k).map(|(a, b)| a * b).sum::<f32>() * 0.5;
+                assert!((scores[g * len + p] - sc).abs() < 1e-5, "score g {g} p {p}");
+                for (w, x) in want.iter_mut().zip(v) {
+                    *w += scores[g * len + p] * x;
+                }
+            }
+            for (a, b) in out[g * hd..][..hd].iter().zip(&want) {
+                assert!((a - b).abs() < 1e-4, "g {g}: {a} vs {b}");
+            }
+        }
+        assert!(!crate::model::quant::attn_scores(
+            &q[..6],
+            &kr,
+            (kv_dim, 0, 6),
+            len,
+            1.0,
+            &mut scores
+        ));
+    }
 
     #[test]
     fn rope_styles_rotate_different_pairs() {

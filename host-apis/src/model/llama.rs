@@ -361,7 +361,9 @@ impl Llama {
     }
 
     /// Causal attention of every token of the step over its sequence's
-    /// cache, one task per (token, head).
+    /// cache, one task per (token, key/value head): the query heads that
+    /// share a key/value head (grouped-query attention) read each cached
+    /// key and value once.
     #[allow(clippy::too_many_arguments)]
     fn attention(
         &self,
@@ -374,29 +376,37 @@ impl Llama {
         pool: &rayon::ThreadPool,
     ) {
         let c = &self.cfg;
-        let hd = c.head_dim;
+        let (hd, kv_dim) = (c.head_dim, c.kv_dim());
         let group = c.n_heads / c.n_kv_heads;
         let scale = 1.0 / (hd as f32).sqrt();
         pool.install(|| {
-            out.par_chunks_mut(hd).enumerate().for_each(|(i, out)| {
-                let (t, head) = (i / c.n_heads, i % c.n_heads);
+            out.par_chunks_mut(group * hd).enumerate().for_each(|(i, out)| {
+                let (t, kvh) = (i / c.n_kv_heads, i % c.n_kv_heads);
                 let (s, pos) = owners[t];
-                let blocks = batch[s].blocks;
                 let len = pos + 1;
-                let kvh = head / group;
-                let qh = &q[t * c.q_dim() + head * hd..][..hd];
-                let mut scores = Vec::with_capacity(len);
-                for block in kv.blocks(blocks, layer, false, len) {
-                    for key in block.chunks_exact(c.kv_dim()) {
-                        scores.push(kernels::dot(qh, &key[kvh * hd..(kvh + 1) * hd]) * scale);
+                let blocks = batch[s].blocks;
+                let keys: Vec<&[f32]> = kv.blocks(blocks, layer, false, len).collect();
+                let values: Vec<&[f32]> = kv.blocks(blocks, layer, true, len).collect();
+                // The query heads of this group are consecutive (head = kvh * group + g).
+                let qg = &q[t * c.q_dim() + kvh * group * hd..][..group * hd];
+                let head = (kv_dim, kvh * hd, hd);
+                let mut scores = vec![0f32; group * len];
+                if !super::quant::attn_scores(qg, &keys, head, len, scale, &mut scores) {
+                    let positions = keys.iter().flat_map(|b| b.chunks_exact(kv_dim)).take(len);
+                    for (p, key) in positions.enumerate() {
+                        for (g, qh) in qg.chunks_exact(hd).enumerate() {
+                            scores[g * len + p] = kernels::dot(qh, &key[kvh * hd..(kvh + 1) * hd]) * scale;
+                        }
                     }
                 }
-                kernels::softmax(&mut scores);
-                out.fill(0.0);
-                let mut p = scores.iter();
-                for block in kv.blocks(blocks, layer, true, len) {
-                    for (value, &w) in block.chunks_exact(c.kv_dim()).zip(&mut p) {
-                        kernels::axpy(out, w, &value[kvh * hd..(kvh + 1) * hd]);
+                scores.chunks_exact_mut(len).for_each(kernels::softmax);
+                if !super::quant::attn_values(&scores, &values, head, len, out) {
+                    out.fill(0.0);
+                    let positions = values.iter().flat_map(|b| b.chunks_exact(kv_dim)).take(len);
+                    for (p, value) in positions.enumerate() {
+                        for (g, og) in out.chunks_exact_mut(hd).enumerate() {
+                            kernels::axpy(og, scores[g * len + p], &value[kvh * hd..(kvh + 1) * hd]);
+                        }
                     }
                 }
             });

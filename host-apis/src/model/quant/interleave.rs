@@ -97,6 +97,7 @@ fn push_quads<'a>(out: &mut Vec<u8>, registers: usize, block: &impl Fn(usize) ->
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

@@ -24,6 +24,33 @@ pub use matmul::matmul;
 pub use matrix::QMatrix;
 pub use types::GgmlType;
 
+/// f32 dot product on the SIMD kernels where the CPU has them (the decoder's attention).
+pub(crate) fn f32_dot(a: &[f32], b: &[f32]) -> f32 {
+    dot::f32_dot(cpu::simd(), a, b)
+}
+
+/// `out += w * v` on the SIMD kernels where the CPU has them (the decoder's attention).
+pub(crate) fn f32_axpy(out: &mut [f32], w: f32, v: &[f32]) {
+    dot::f32_axpy(cpu::simd(), out, w, v)
+}
+
+/// Attention scores on the SIMD kernel (see `dot::avx2::attn_scores`); false where the CPU or
+/// the head width has none and the caller computes them itself.
+#[cfg(target_arch = "x86_64")]
+pub(crate) use dot::avx2::{attn_scores, attn_values};
+
+/// Without x86 there is no SIMD attention; the caller computes it.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn attn_scores(_: &[f32], _: &[&[f32]], _: (usize, usize, usize), _: usize, _: f32, _: &mut [f32]) -> bool {
+    false
+}
+
+/// Without x86 there is no SIMD attention; the caller computes it.
+#[cfg(not(target_arch = "x86_64"))]
+pub(crate) fn attn_values(_: &[f32], _: &[&[f32]], _: (usize, usize, usize), _: usize, _: &mut [f32]) -> bool {
+    false
+}
+
 /// Hooks for tests and benchmarks; not part of the engine-facing API.
 #[doc(hidden)]
 pub mod testing {

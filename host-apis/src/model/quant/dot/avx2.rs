@@ -251,20 +251,136 @@ fn dot_f32_kernel(a: &[f32], b: &[f32]) -> f32 {
     let n = a.len().min(b.len());
     let (a, b) = (&a[..n], &b[..n]);
     let mut acc = [_mm256_setzero_ps(); 4];
-    let full = n - n % 32;
-    for (x, y) in a[..full].chunks_exact(32).zip(b[..full].chunks_exact(32)) {
-        for k in 0..4 {
-            let (xs, ys) = (&x[8 * k..8 * k + 8], &y[8 * k..8 * k + 8]);
-            // SAFETY: `xs` and `ys` are exactly 8 f32 each; loadu has no alignment requirement.
-            let (xv, yv) = unsafe { (_mm256_loadu_ps(xs.as_ptr()), _mm256_loadu_ps(ys.as_ptr())) };
-            acc[k] = _mm256_fmadd_ps(xv, yv, acc[k]);
-        }
+    let full = n - n % 8;
+    for (i, (x, y)) in a[..full].chunks_exact(8).zip(b[..full].chunks_exact(8)).enumerate() {
+        // SAFETY: `x` and `y` are exactly 8 f32 each; loadu has no alignment requirement.
+        let (xv, yv) = unsafe { (_mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(y.as_ptr())) };
+        acc[i % 4] = _mm256_fmadd_ps(xv, yv, acc[i % 4]);
     }
     let tail: f32 = a[full..].iter().zip(&b[full..]).map(|(x, y)| x * y).sum();
     hsum(_mm256_add_ps(
         _mm256_add_ps(acc[0], acc[1]),
         _mm256_add_ps(acc[2], acc[3]),
     )) + tail
+}
+
+/// Attention scores of `group` query heads (`q`: `group * hd` values) against positions
+/// `0..len` of one key/value head: `keys` are cache blocks of `kv_dim`-wide positions and the
+/// head's keys sit at `off..off + hd` of each. Writes `scores[g * len + p] = scale * q_g . k_p`.
+/// One call per (token, key/value head) keeps the per-position work inside one target-feature
+/// function; each key is loaded once for every query head of its group. Returns false (writing
+/// nothing) without AVX2 or when `hd` is not a multiple of 8.
+pub(crate) fn attn_scores(
+    q: &[f32],
+    keys: &[&[f32]],
+    (kv_dim, off, hd): (usize, usize, usize),
+    len: usize,
+    scale: f32,
+    scores: &mut [f32],
+) -> bool {
+    if !cpu::simd() || hd == 0 || !hd.is_multiple_of(8) || off + hd > kv_dim || scores.len() < q.len() / hd * len {
+        return false;
+    }
+    // SAFETY: `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
+    unsafe { attn_scores_kernel(q, keys, (kv_dim, off, hd), len, scale, scores) };
+    true
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn attn_scores_kernel(
+    q: &[f32],
+    keys: &[&[f32]],
+    (kv_dim, off, hd): (usize, usize, usize),
+    len: usize,
+    scale: f32,
+    scores: &mut [f32],
+) {
+    let positions = keys.iter().flat_map(|b| b.chunks_exact(kv_dim)).take(len);
+    for (p, key) in positions.enumerate() {
+        let key = &key[off..off + hd];
+        for (g, qg) in q.chunks_exact(hd).enumerate() {
+            let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for (i, (k, x)) in key.chunks_exact(8).zip(qg.chunks_exact(8)).enumerate() {
+                // SAFETY: `k` and `x` are exactly 8 f32 each; loadu has no alignment requirement.
+                let (kv, xv) = unsafe { (_mm256_loadu_ps(k.as_ptr()), _mm256_loadu_ps(x.as_ptr())) };
+                match i % 2 {
+                    0 => a0 = _mm256_fmadd_ps(kv, xv, a0),
+                    _ => a1 = _mm256_fmadd_ps(kv, xv, a1),
+                }
+            }
+            scores[g * len + p] = hsum(_mm256_add_ps(a0, a1)) * scale;
+        }
+    }
+}
+
+/// The attention output of `group` heads: `out[g * hd..][..hd] = sum_p w[g * len + p] * v_p`,
+/// values laid out as in [`attn_scores`]. Returns false (writing nothing) where that does.
+pub(crate) fn attn_values(
+    w: &[f32],
+    values: &[&[f32]],
+    (kv_dim, off, hd): (usize, usize, usize),
+    len: usize,
+    out: &mut [f32],
+) -> bool {
+    if !cpu::simd() || hd == 0 || !hd.is_multiple_of(8) || off + hd > kv_dim || w.len() < out.len() / hd * len {
+        return false;
+    }
+    // SAFETY: `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
+    unsafe { attn_values_kernel(w, values, (kv_dim, off, hd), len, out) };
+    true
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn attn_values_kernel(
+    w: &[f32],
+    values: &[&[f32]],
+    (kv_dim, off, hd): (usize, usize, usize),
+    len: usize,
+    out: &mut [f32],
+) {
+    out.fill(0.0);
+    let positions = values.iter().flat_map(|b| b.chunks_exact(kv_dim)).take(len);
+    for (p, value) in positions.enumerate() {
+        let value = &value[off..off + hd];
+        for (g, og) in out.chunks_exact_mut(hd).enumerate() {
+            let wv = _mm256_set1_ps(w[g * len + p]);
+            for (o, v) in og.chunks_exact_mut(8).zip(value.chunks_exact(8)) {
+                // SAFETY: `o` and `v` are exactly 8 f32 each; loadu/storeu have no alignment
+                // requirement.
+                unsafe {
+                    let r = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v.as_ptr()), _mm256_loadu_ps(o.as_ptr()));
+                    _mm256_storeu_ps(o.as_mut_ptr(), r);
+                }
+            }
+        }
+    }
+}
+
+/// `out += w * v` with 8-wide FMAs. Returns false without AVX2.
+pub(crate) fn axpy_f32(out: &mut [f32], w: f32, v: &[f32]) -> bool {
+    if !cpu::simd() {
+        return false;
+    }
+    // SAFETY: `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
+    unsafe { axpy_f32_kernel(out, w, v) };
+    true
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn axpy_f32_kernel(out: &mut [f32], w: f32, v: &[f32]) {
+    let n = out.len().min(v.len());
+    let full = n - n % 8;
+    let wv = _mm256_set1_ps(w);
+    for (o, x) in out[..full].chunks_exact_mut(8).zip(v[..full].chunks_exact(8)) {
+        // SAFETY: `o` and `x` are exactly 8 f32 each; loadu/storeu have no alignment requirement.
+        unsafe {
+            let r = _mm256_fmadd_ps(wv, _mm256_loadu_ps(x.as_ptr()), _mm256_loadu_ps(o.as_ptr()));
+            _mm256_storeu_ps(o.as_mut_ptr(), r);
+        }
+    }
+    for (o, x) in out[full..n].iter_mut().zip(&v[full..n]) {
+        *o += w * x;
+    }
 }
 
 /// Widen little-endian f16 values to f32 with F16C. Returns false without it.

@@ -2,7 +2,7 @@
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
-mod avx2;
+pub(crate) mod avx2;
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
 mod avx2_groups;
@@ -90,6 +90,19 @@ pub(crate) fn f32_dot(simd: bool, a: &[f32], b: &[f32]) -> f32 {
     #[cfg(not(target_arch = "x86_64"))]
     let _ = simd;
     scalar::dot_f32(a, b)
+}
+
+/// `out += w * v`.
+pub(crate) fn f32_axpy(simd: bool, out: &mut [f32], w: f32, v: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if simd && avx2::axpy_f32(out, w, v) {
+        return;
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = simd;
+    for (o, x) in out.iter_mut().zip(v) {
+        *o += w * x;
+    }
 }
 
 /// Widen an F16 row to f32 with F16C when allowed; false means the caller must do it.
