@@ -2,7 +2,9 @@
 //! decoder directly (the method of `bench/llm/peers.py`: a 128-token prompt
 //! on a fresh cache, then 128 greedy single-token steps, best of 3), then
 //! aggregate decode tokens/s through the continuous-batching scheduler with
-//! 1, 4, 8 and 16 concurrent generations. Prints JSON.
+//! 1, 4, 8 and 16 concurrent generations, each on the chat prompt that
+//! `bench/llm/function_path.py` sends the `chat` function (same template,
+//! same tokens), so the two paths run the same work. Prints JSON.
 //!
 //! Run with:
 //! `cargo run --release -p wafer-host-apis --example llm_bench -- MODEL.gguf bench/llm/prompt_128.json [THREADS]`
@@ -13,6 +15,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use wafer_host_apis::model::chat_template::ChatMessage;
 use wafer_host_apis::model::gguf::Gguf;
 use wafer_host_apis::model::llama::{Llama, SeqStep};
 use wafer_host_apis::model::scheduler::collect;
@@ -83,7 +86,20 @@ fn main() {
         .unwrap();
     let mut concurrent = BTreeMap::new();
     for streams in [1usize, 4, 8, 16] {
-        let short: Vec<u32> = prompt[..16].to_vec();
+        // What examples/chat sends for function_path.py's request.
+        let message = |role: &str, content: &str| ChatMessage {
+            role: role.into(),
+            content: content.into(),
+        };
+        let chat = llm
+            .encode_chat(&[
+                message("system", "You are a helpful assistant."),
+                message(
+                    "user",
+                    "Write a very long, detailed essay about the history of the Roman Empire.",
+                ),
+            ])
+            .unwrap();
         let params = SamplingParams {
             temperature: 0.0,
             max_tokens: decode_tokens,
@@ -94,7 +110,7 @@ fn main() {
         let total: u32 = runtime.block_on(async {
             let mut rxs: Vec<_> = (0..streams)
                 .map(|i| {
-                    llm.generate(&format!("t{i}"), short.clone(), params.clone(), deadline)
+                    llm.generate(&format!("t{i}"), chat.clone(), params.clone(), deadline)
                         .unwrap()
                 })
                 .collect();

@@ -122,10 +122,16 @@ fn compare(reference: &Value, logits: &[f32]) -> (f32, f32) {
 /// llama.cpp keeps the cache in f16 and rounds activations to 8 bits at
 /// different points (its 1- and 2-thread runs agree; one-token-at-a-time vs
 /// whole-prompt feeding moves its own logits by up to 0.82), so the bound
-/// is loose against it and tight against the f32 NumPy reference.
+/// is loose against it.
 const LLAMA_CPP_MAX_ABS: f32 = 2.0;
 const LLAMA_CPP_MEAN_ABS: f32 = 0.6;
-const NUMPY_MAX_ABS: f32 = 1.0;
+/// The NumPy reference keeps activations in f32, while Wafer and llama.cpp
+/// round them to 8 bits before every quantized product. Over 30 layers that
+/// rounding is noise of its own, and any change of summation order re-draws
+/// it: llama.cpp itself is 1.21 from this reference on `quick_brown_fox`
+/// (`numpy_reference.py` prints it). The bounds sit just above that.
+const NUMPY_MAX_ABS: f32 = 1.5;
+const NUMPY_MEAN_ABS: f32 = 0.75;
 
 #[test]
 fn logits_match_llama_cpp_and_numpy() {
@@ -147,7 +153,10 @@ fn logits_match_llama_cpp_and_numpy() {
             max <= LLAMA_CPP_MAX_ABS && mean <= LLAMA_CPP_MEAN_ABS,
             "{name}: max {max} mean {mean}"
         );
-        assert!(np_max <= NUMPY_MAX_ABS, "{name}: vs numpy max {np_max}");
+        assert!(
+            np_max <= NUMPY_MAX_ABS && np_mean <= NUMPY_MEAN_ABS,
+            "{name}: vs numpy max {np_max} mean {np_mean}"
+        );
         let top = prompt["top40"].as_array().unwrap();
         let margin = top[0][1].as_f64().unwrap() - top[1][1].as_f64().unwrap();
         if margin > 1.0 {

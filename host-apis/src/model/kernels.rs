@@ -138,10 +138,17 @@ mod tests {
         let off = 2 * hd;
         let wave = |n: usize, f: f32| (0..n).map(|i| (i as f32 * f).sin()).collect::<Vec<f32>>();
         let (keys, values, q) = (wave(32 * kv_dim, 0.13), wave(32 * kv_dim, 0.07), wave(group * hd, 0.31));
-        let blocks = |d: &[f32]| -> Vec<Vec<f32>> { d.chunks(16 * kv_dim).map(<[f32]>::to_vec).collect() };
+        // The cache holds f16: the reference uses the same rounded values.
+        let round = |d: &[f32]| -> Vec<f32> { d.iter().map(|v| half::f16::from_f32(*v).to_f32()).collect() };
+        let (keys, values) = (round(&keys), round(&values));
+        let blocks = |d: &[f32]| -> Vec<Vec<half::f16>> {
+            d.chunks(16 * kv_dim)
+                .map(|b| b.iter().map(|v| half::f16::from_f32(*v)).collect())
+                .collect()
+        };
         let (kb, vb) = (blocks(&keys[..len * kv_dim]), blocks(&values[..len * kv_dim]));
-        let kr: Vec<&[f32]> = kb.iter().map(Vec::as_slice).collect();
-        let vr: Vec<&[f32]> = vb.iter().map(Vec::as_slice).collect();
+        let kr: Vec<&[half::f16]> = kb.iter().map(Vec::as_slice).collect();
+        let vr: Vec<&[half::f16]> = vb.iter().map(Vec::as_slice).collect();
         let mut scores = vec![0.0; group * len];
         if !crate::model::quant::attn_scores(&q, &kr, (kv_dim, off, hd), len, 0.5, &mut scores) {
             return; // no SIMD on this CPU

@@ -385,17 +385,22 @@ impl Llama {
                 let (s, pos) = owners[t];
                 let len = pos + 1;
                 let blocks = batch[s].blocks;
-                let keys: Vec<&[f32]> = kv.blocks(blocks, layer, false, len).collect();
-                let values: Vec<&[f32]> = kv.blocks(blocks, layer, true, len).collect();
+                let keys: Vec<&[half::f16]> = kv.blocks(blocks, layer, false, len).collect();
+                let values: Vec<&[half::f16]> = kv.blocks(blocks, layer, true, len).collect();
                 // The query heads of this group are consecutive (head = kvh * group + g).
                 let qg = &q[t * c.q_dim() + kvh * group * hd..][..group * hd];
                 let head = (kv_dim, kvh * hd, hd);
                 let mut scores = vec![0f32; group * len];
+                // Where there is no SIMD kernel: plain loops over the widened cache rows.
+                let widen = |row: &[half::f16]| -> Vec<f32> {
+                    row[kvh * hd..(kvh + 1) * hd].iter().map(|h| h.to_f32()).collect()
+                };
                 if !super::quant::attn_scores(qg, &keys, head, len, scale, &mut scores) {
                     let positions = keys.iter().flat_map(|b| b.chunks_exact(kv_dim)).take(len);
                     for (p, key) in positions.enumerate() {
+                        let key = widen(key);
                         for (g, qh) in qg.chunks_exact(hd).enumerate() {
-                            scores[g * len + p] = kernels::dot(qh, &key[kvh * hd..(kvh + 1) * hd]) * scale;
+                            scores[g * len + p] = kernels::dot(qh, &key) * scale;
                         }
                     }
                 }
@@ -404,8 +409,9 @@ impl Llama {
                     out.fill(0.0);
                     let positions = values.iter().flat_map(|b| b.chunks_exact(kv_dim)).take(len);
                     for (p, value) in positions.enumerate() {
+                        let value = widen(value);
                         for (g, og) in out.chunks_exact_mut(hd).enumerate() {
-                            kernels::axpy(og, scores[g * len + p], &value[kvh * hd..(kvh + 1) * hd]);
+                            kernels::axpy(og, scores[g * len + p], &value);
                         }
                     }
                 }

@@ -41,13 +41,20 @@ pub(crate) use dot::avx2::{attn_scores, attn_values};
 
 /// Without x86 there is no SIMD attention; the caller computes it.
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn attn_scores(_: &[f32], _: &[&[f32]], _: (usize, usize, usize), _: usize, _: f32, _: &mut [f32]) -> bool {
+pub(crate) fn attn_scores(
+    _: &[f32],
+    _: &[&[half::f16]],
+    _: (usize, usize, usize),
+    _: usize,
+    _: f32,
+    _: &mut [f32],
+) -> bool {
     false
 }
 
 /// Without x86 there is no SIMD attention; the caller computes it.
 #[cfg(not(target_arch = "x86_64"))]
-pub(crate) fn attn_values(_: &[f32], _: &[&[f32]], _: (usize, usize, usize), _: usize, _: &mut [f32]) -> bool {
+pub(crate) fn attn_values(_: &[f32], _: &[&[half::f16]], _: (usize, usize, usize), _: usize, _: &mut [f32]) -> bool {
     false
 }
 

@@ -9,6 +9,8 @@
 
 use std::arch::x86_64::*;
 
+use half::f16;
+
 use super::super::GgmlType;
 use super::super::activations::Q8Acts;
 use super::super::cpu;
@@ -272,7 +274,7 @@ fn dot_f32_kernel(a: &[f32], b: &[f32]) -> f32 {
 /// nothing) without AVX2 or when `hd` is not a multiple of 8.
 pub(crate) fn attn_scores(
     q: &[f32],
-    keys: &[&[f32]],
+    keys: &[&[f16]],
     (kv_dim, off, hd): (usize, usize, usize),
     len: usize,
     scale: f32,
@@ -289,7 +291,7 @@ pub(crate) fn attn_scores(
 #[target_feature(enable = "avx2,fma,f16c")]
 fn attn_scores_kernel(
     q: &[f32],
-    keys: &[&[f32]],
+    keys: &[&[f16]],
     (kv_dim, off, hd): (usize, usize, usize),
     len: usize,
     scale: f32,
@@ -301,8 +303,9 @@ fn attn_scores_kernel(
         for (g, qg) in q.chunks_exact(hd).enumerate() {
             let (mut a0, mut a1) = (_mm256_setzero_ps(), _mm256_setzero_ps());
             for (i, (k, x)) in key.chunks_exact(8).zip(qg.chunks_exact(8)).enumerate() {
-                // SAFETY: `k` and `x` are exactly 8 f32 each; loadu has no alignment requirement.
-                let (kv, xv) = unsafe { (_mm256_loadu_ps(k.as_ptr()), _mm256_loadu_ps(x.as_ptr())) };
+                let kv = load8_f16(k);
+                // SAFETY: `x` is exactly 8 f32; loadu has no alignment requirement.
+                let xv = unsafe { _mm256_loadu_ps(x.as_ptr()) };
                 match i % 2 {
                     0 => a0 = _mm256_fmadd_ps(kv, xv, a0),
                     _ => a1 = _mm256_fmadd_ps(kv, xv, a1),
@@ -317,7 +320,7 @@ fn attn_scores_kernel(
 /// values laid out as in [`attn_scores`]. Returns false (writing nothing) where that does.
 pub(crate) fn attn_values(
     w: &[f32],
-    values: &[&[f32]],
+    values: &[&[f16]],
     (kv_dim, off, hd): (usize, usize, usize),
     len: usize,
     out: &mut [f32],
@@ -333,7 +336,7 @@ pub(crate) fn attn_values(
 #[target_feature(enable = "avx2,fma,f16c")]
 fn attn_values_kernel(
     w: &[f32],
-    values: &[&[f32]],
+    values: &[&[f16]],
     (kv_dim, off, hd): (usize, usize, usize),
     len: usize,
     out: &mut [f32],
@@ -345,15 +348,28 @@ fn attn_values_kernel(
         for (g, og) in out.chunks_exact_mut(hd).enumerate() {
             let wv = _mm256_set1_ps(w[g * len + p]);
             for (o, v) in og.chunks_exact_mut(8).zip(value.chunks_exact(8)) {
-                // SAFETY: `o` and `v` are exactly 8 f32 each; loadu/storeu have no alignment
-                // requirement.
+                let vv = load8_f16(v);
+                // SAFETY: `o` is exactly 8 f32; loadu/storeu have no alignment requirement.
                 unsafe {
-                    let r = _mm256_fmadd_ps(wv, _mm256_loadu_ps(v.as_ptr()), _mm256_loadu_ps(o.as_ptr()));
+                    let r = _mm256_fmadd_ps(wv, vv, _mm256_loadu_ps(o.as_ptr()));
                     _mm256_storeu_ps(o.as_mut_ptr(), r);
                 }
             }
         }
     }
+}
+
+/// Eight f16 values widened to f32 (zeros for a slice of another length).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load8_f16(src: &[f16]) -> __m256 {
+    let src: &[f16; 8] = match src.try_into() {
+        Ok(a) => a,
+        Err(_) => return _mm256_setzero_ps(),
+    };
+    // SAFETY: `src` is exactly 16 readable bytes (f16 is a transparent u16); loadu has no
+    // alignment requirement.
+    _mm256_cvtph_ps(unsafe { _mm_loadu_si128(src.as_ptr().cast()) })
 }
 
 /// `out += w * v` with 8-wide FMAs. Returns false without AVX2.
