@@ -390,6 +390,78 @@ mod host {
         assert!(matches!(err, Error::OverQuota(_)), "{err:?}");
     }
 
+    /// Billing reads the scheduler's meter, not the events: a generation
+    /// the guest drops before reading anything still counts the prompt it
+    /// was fed and the tokens it sampled.
+    #[tokio::test]
+    async fn a_dropped_generation_still_counts_what_it_used() {
+        let (_dir, models) = tiny("llama", |c| c.step_tokens = Some(3));
+        let mut ctx = LlmCtx::new(models, vec!["tiny".to_string()], "t", deadline());
+        let prompt = "a prompt long enough to take several prefill steps";
+        let handle = ctx
+            .infer_stream("tiny".into(), prompt.into(), params(40))
+            .await
+            .unwrap()
+            .unwrap();
+        let waited = Instant::now();
+        while ctx.usage().get("tiny").is_none_or(|u| u.prompt == 0) {
+            assert!(
+                waited.elapsed() < Duration::from_secs(10),
+                "the meter never showed the prompt being fed"
+            );
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        HostGeneration::drop(&mut ctx, handle).await.unwrap();
+        let used = ctx.usage()["tiny"];
+        let prompt_tokens = prompt.len() as u64; // one token per byte
+        assert!(used.prompt > 0 && used.prompt <= prompt_tokens, "{used:?}");
+        assert!(used.completion <= 40, "{used:?}");
+        // The scheduler stops it at its next step: the count settles.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let settled = ctx.usage()["tiny"];
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(ctx.usage()["tiny"], settled, "a dropped generation kept running");
+    }
+
+    /// Generations open at once hold their whole allowance (prompt + max
+    /// tokens) against the budget, so together they cannot overshoot it.
+    #[tokio::test]
+    async fn open_generations_share_the_budget_without_overshooting() {
+        let (_dir, models) = tiny("llama", |c| c.max_batch = Some(4));
+        let budget = 40;
+        let mut ctx = LlmCtx::new(models, vec!["tiny".to_string()], "t", deadline()).with_token_budget(Some(budget));
+        // "hello" is 5 tokens: the first may use 5 + 25 of the 40.
+        let first = ctx
+            .infer_stream("tiny".into(), "hello".into(), params(25))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ctx.budget_left(), Some(10));
+        // The second gets what is left: 5 prompt tokens and 5 more.
+        let second = ctx
+            .infer_stream("tiny".into(), "hello".into(), params(25))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(ctx.budget_left(), Some(0));
+        let err = ctx
+            .infer_stream("tiny".into(), "hello".into(), params(1))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::OverQuota(_)), "{err:?}");
+        for handle in [first, second] {
+            let borrow = || wasmtime::component::Resource::<_>::new_borrow(handle.rep());
+            while let Ok(Some(_)) = HostGeneration::next(&mut ctx, borrow()).await.unwrap() {}
+            HostGeneration::drop(&mut ctx, handle).await.unwrap();
+        }
+        let used = ctx.usage()["tiny"];
+        assert!(used.prompt + used.completion <= budget, "{used:?} overshoots {budget}");
+        assert_eq!(used.prompt, 10, "{used:?}");
+        // Once they ended, only what they used is held.
+        assert_eq!(ctx.budget_left(), Some(budget - used.prompt - used.completion));
+    }
+
     #[tokio::test]
     async fn open_generations_are_bounded_and_dropping_frees_a_slot() {
         let (_dir, models) = tiny("llama", |c| c.max_batch = Some(16));

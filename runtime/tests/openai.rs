@@ -444,6 +444,80 @@ async fn a_client_that_leaves_mid_stream_pays_for_what_was_generated() {
     assert_eq!(ledger.as_array().unwrap().len(), 2, "billed once: {ledger}");
 }
 
+/// A client that leaves while its prompt is still being fed pays for the
+/// prompt tokens the model read until then (the scheduler's meter), and for
+/// no completion tokens.
+#[tokio::test]
+async fn a_client_that_leaves_during_the_prompt_pays_for_what_was_fed() {
+    let Some(node) = model_node().await else { return };
+    create_tenant(&node, "acme", json!({})).await;
+    let key = create_key(&node, "acme", "invoke").await;
+    let counters = || {
+        let models = node.node.models.list();
+        let llm = models.iter().find(|m| m.name == LLM).unwrap();
+        (llm.prompt_tokens, llm.generated_tokens, llm.running + llm.waiting)
+    };
+    let (prompt_before, generated_before, _) = counters();
+    // ~800 tokens: several 128-token prefill steps.
+    let long = "The lighthouse keeper counted the waves again. ".repeat(90);
+    let request = json!({
+        "model": LLM,
+        "messages": [{ "role": "user", "content": long }],
+        "max_tokens": 50,
+        "stream": true,
+    });
+    // The server answers a stream's headers with its first token, so the
+    // client leaves while waiting for them.
+    let pending = tokio::spawn(node.router.clone().oneshot(post_request(
+        "/v1/chat/completions",
+        &key,
+        request.to_string(),
+    )));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while counters().0 == prompt_before {
+        assert!(Instant::now() < deadline, "the prompt was never fed");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    pending.abort(); // the client goes away mid-prompt
+    assert!(
+        pending.await.is_err_and(|e| e.is_cancelled()),
+        "the response came before the prompt was fed"
+    );
+
+    let invocation = loop {
+        let ledger = node.admin("GET", "/v1/ledger", Body::empty(), None).await.json();
+        if let Some(row) = ledger.as_array().unwrap().first() {
+            break row["invocation_id"].as_str().unwrap().to_owned();
+        }
+        assert!(Instant::now() < deadline, "nothing was billed");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    let record = ledger_tokens(&node, &invocation).await;
+    while counters().2 > 0 {
+        assert!(Instant::now() < deadline, "the generation was not cancelled");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let (prompt_after, generated_after, _) = counters();
+    let fed = prompt_after - prompt_before;
+    let billed_in = record["tokens_in"].as_u64().unwrap();
+    eprintln!(
+        "fed {fed}, billed {billed_in}, sampled {}",
+        generated_after - generated_before
+    );
+    assert!(billed_in > 0, "the prompt tokens fed were not billed: {record}");
+    // Billed when the client left; the step running at that moment may
+    // have fed one more chunk (at most 128 tokens) that is not billed.
+    assert!(
+        billed_in <= fed && fed - billed_in <= 128,
+        "fed {fed}, billed {billed_in}"
+    );
+    assert_eq!(
+        record["tokens_out"].as_u64().unwrap(),
+        generated_after - generated_before,
+        "{record}"
+    );
+}
+
 #[tokio::test]
 async fn embeddings_float_and_base64() {
     let Some(node) = model_node().await else { return };

@@ -1,6 +1,6 @@
 //! The generated `llm` and `embeddings` host traits, implemented on
 //! [`LlmCtx`]. Permission checks come first, and every refusal says how to
-//! fix it; usage is counted here, from the scheduler's events, never taken
+//! fix it; usage is the schedulers' own count (their meters), never taken
 //! from the guest.
 
 use wasmtime::component::Resource;
@@ -99,7 +99,7 @@ impl LlmCtx {
         .map_err(|e| self.model_error(e))?;
 
         let mut sampling = sampling(params, llm.max_tokens_cap()).map_err(Error::InvalidParams)?;
-        if let Some(left) = self.budget {
+        if let Some(left) = self.budget_left() {
             let prompt = ids.len() as u64;
             if prompt >= left {
                 return Err(Error::OverQuota(format!(
@@ -112,34 +112,23 @@ impl LlmCtx {
         if std::time::Instant::now() >= self.deadline {
             return Err(Error::Timeout("the invocation's deadline has passed".into()));
         }
-        let prompt_tokens = ids.len() as u32;
-        let events = llm
-            .generate(&self.tenant, ids, sampling, self.deadline)
+        let prompt_tokens = ids.len() as u64;
+        let max_tokens = sampling.max_tokens as u64;
+        let (events, progress) = llm
+            .generate_metered(&self.tenant, ids, sampling, self.deadline)
             .map_err(engine_error)?;
+        self.generations.push(super::Metered {
+            model: model_name.to_owned(),
+            progress,
+            holds: prompt_tokens + max_tokens,
+            running: true,
+        });
         Ok(GenerationHandle {
             model: model_name.to_owned(),
             events,
-            prompt_tokens,
-            counted: 0,
-            prompt_counted: false,
+            meter: self.generations.len() - 1,
             finished: None,
         })
-    }
-
-    /// Count what an event shows was used.
-    fn absorb(&mut self, generation: &mut GenerationHandle, completion: u32, prompt_fed: bool) {
-        if prompt_fed && !generation.prompt_counted {
-            generation.prompt_counted = true;
-            let p = u64::from(generation.prompt_tokens);
-            self.record(&generation.model, |u| u.prompt += p);
-            self.spend(p);
-        }
-        if completion > generation.counted {
-            let delta = u64::from(completion - generation.counted);
-            generation.counted = completion;
-            self.record(&generation.model, |u| u.completion += delta);
-            self.spend(delta);
-        }
     }
 
     /// The next piece of text, `None` at the end.
@@ -149,26 +138,23 @@ impl LlmCtx {
         }
         loop {
             match generation.events.recv().await {
-                Some(GenEvent::Text {
-                    text,
-                    completion_tokens,
-                }) => {
-                    self.absorb(generation, completion_tokens, true);
+                Some(GenEvent::Text { text, .. }) => {
                     if !text.is_empty() {
                         return Ok(Some(text));
                     }
                 }
                 Some(GenEvent::Done { finish, usage }) => {
-                    self.absorb(generation, usage.completion, true);
+                    self.settle(generation.meter);
                     generation.finished = Some((finish, usage));
                     return Ok(None);
                 }
                 Some(GenEvent::Failed { error, usage }) => {
-                    self.absorb(generation, usage.completion, usage.completion > 0);
+                    self.settle(generation.meter);
                     generation.finished = Some((model::FinishReason::Stop, usage));
                     return Err(engine_error(error));
                 }
                 None => {
+                    self.settle(generation.meter);
                     generation.finished = Some((model::FinishReason::Stop, TokenUsage::default()));
                     return Err(Error::Internal("the model stopped the generation".into()));
                 }
@@ -315,8 +301,10 @@ impl llm::HostGeneration for LlmCtx {
     }
 
     async fn drop(&mut self, handle: Resource<GenerationHandle>) -> wasmtime::Result<()> {
-        // Dropping the receiver cancels the generation at the next step.
-        self.table.delete(handle)?;
+        // Dropping the receiver cancels the generation at the next step; its
+        // meter keeps what it used until then.
+        let generation = self.table.delete(handle)?;
+        self.settle(generation.meter);
         self.open -= 1;
         Ok(())
     }
@@ -344,7 +332,7 @@ impl embeddings::Host for LlmCtx {
                 prompt_tokens: 0,
             }));
         }
-        if let Some(left) = self.budget {
+        if let Some(left) = self.budget_left() {
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let need: u64 = match embedder.count_tokens(&refs) {
                 Ok(counts) => counts.iter().sum::<usize>() as u64,
@@ -359,8 +347,7 @@ impl embeddings::Host for LlmCtx {
         match embedder.embed(texts, self.deadline).await {
             Ok((vectors, tokens)) => {
                 let t = tokens as u64;
-                self.record(&model, |u| u.embedding += t);
-                self.spend(t);
+                self.record_embedding(&model, t);
                 Ok(Ok(EmbeddingBatch {
                     vectors,
                     prompt_tokens: u32::try_from(tokens).unwrap_or(u32::MAX),

@@ -18,7 +18,7 @@ use std::time::Instant;
 
 use wasmtime::component::{HasData, Linker, ResourceTable};
 
-use crate::model::{FinishReason, GenEvent, Models, TokenUsage};
+use crate::model::{FinishReason, GenEvent, GenProgress, Models, TokenUsage};
 
 mod host;
 
@@ -55,10 +55,13 @@ pub struct LlmCtx {
     allowed: Arc<[String]>,
     tenant: String,
     deadline: Instant,
-    /// Tokens (prompt + completion + embedding) this invocation may still
-    /// use, from its tenant's quotas; `None` when unlimited.
+    /// Tokens (prompt + completion + embedding) this invocation may use in
+    /// all, from its tenant's quotas; `None` when unlimited.
     budget: Option<u64>,
-    usage: BTreeMap<String, ModelTokens>,
+    /// Embedding tokens, per model.
+    embedded: BTreeMap<String, ModelTokens>,
+    /// Every generation this invocation started, with the scheduler's meter.
+    generations: Vec<Metered>,
     table: ResourceTable,
     /// Generations in `table`.
     open: usize,
@@ -70,7 +73,7 @@ impl std::fmt::Debug for LlmCtx {
             .field("tenant", &self.tenant)
             .field("allowed", &self.allowed)
             .field("budget", &self.budget)
-            .field("usage", &self.usage)
+            .field("usage", &self.usage())
             .finish()
     }
 }
@@ -90,7 +93,8 @@ impl LlmCtx {
             tenant: tenant.into(),
             deadline,
             budget: None,
-            usage: BTreeMap::new(),
+            embedded: BTreeMap::new(),
+            generations: Vec::new(),
             table,
             open: 0,
         }
@@ -102,35 +106,71 @@ impl LlmCtx {
         self
     }
 
-    /// Tokens used so far, per model.
-    pub fn usage(&self) -> &BTreeMap<String, ModelTokens> {
-        &self.usage
+    /// Tokens used so far, per model: what the schedulers fed and sampled
+    /// for this invocation's generations (read from their meters, so a
+    /// generation cancelled mid-prompt, or dropped with tokens unread,
+    /// still counts what it used), and what the encoders were fed.
+    pub fn usage(&self) -> BTreeMap<String, ModelTokens> {
+        let mut usage = self.embedded.clone();
+        for g in &self.generations {
+            let t = g.progress.usage();
+            if t.prompt > 0 || t.completion > 0 {
+                let entry = usage.entry(g.model.clone()).or_default();
+                entry.prompt += u64::from(t.prompt);
+                entry.completion += u64::from(t.completion);
+            }
+        }
+        usage
     }
 
-    /// Tokens the budget still allows.
+    /// Tokens the budget still allows. A generation still running holds
+    /// all it may use (prompt + max tokens), so two open at once cannot
+    /// overshoot the budget together; once it ends it holds what it used.
     pub fn budget_left(&self) -> Option<u64> {
-        self.budget
+        let budget = self.budget?;
+        let embedded: u64 = self.embedded.values().map(|t| t.embedding).sum();
+        let generations: u64 = self
+            .generations
+            .iter()
+            .map(|g| {
+                let t = g.progress.usage();
+                let used = u64::from(t.prompt) + u64::from(t.completion);
+                if g.running { used.max(g.holds) } else { used }
+            })
+            .sum();
+        Some(budget.saturating_sub(embedded + generations))
     }
 
-    fn record(&mut self, model: &str, f: impl FnOnce(&mut ModelTokens)) {
-        f(self.usage.entry(model.to_owned()).or_default());
+    fn record_embedding(&mut self, model: &str, tokens: u64) {
+        self.embedded.entry(model.to_owned()).or_default().embedding += tokens;
     }
 
-    fn spend(&mut self, tokens: u64) {
-        if let Some(b) = &mut self.budget {
-            *b = b.saturating_sub(tokens);
+    /// The generation behind meter `index` ended (or was dropped, which
+    /// cancels it at its scheduler's next step).
+    fn settle(&mut self, index: usize) {
+        if let Some(g) = self.generations.get_mut(index) {
+            g.running = false;
         }
     }
+}
+
+/// One generation's meter as the invocation sees it.
+#[derive(Debug)]
+struct Metered {
+    model: String,
+    progress: Arc<GenProgress>,
+    /// Prompt + max tokens: what it may use at most.
+    holds: u64,
+    /// Until its end was seen or the guest dropped it.
+    running: bool,
 }
 
 /// The host side of a guest's `generation` resource.
 pub struct GenerationHandle {
     model: String,
     events: tokio::sync::mpsc::UnboundedReceiver<GenEvent>,
-    prompt_tokens: u32,
-    /// Completion tokens already added to the invocation's usage.
-    counted: u32,
-    prompt_counted: bool,
+    /// Index of its meter in `LlmCtx::generations`.
+    meter: usize,
     finished: Option<(FinishReason, TokenUsage)>,
 }
 
@@ -138,8 +178,7 @@ impl std::fmt::Debug for GenerationHandle {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("GenerationHandle")
             .field("model", &self.model)
-            .field("prompt_tokens", &self.prompt_tokens)
-            .field("counted", &self.counted)
+            .field("meter", &self.meter)
             .field("finished", &self.finished)
             .finish()
     }
@@ -152,9 +191,7 @@ impl GenerationHandle {
         GenerationHandle {
             model: String::new(),
             events,
-            prompt_tokens: 0,
-            counted: 0,
-            prompt_counted: true,
+            meter: usize::MAX,
             finished: None,
         }
     }

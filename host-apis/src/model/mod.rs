@@ -48,7 +48,7 @@ pub mod tokenizer;
 pub use chat_template::{ChatMessage, ChatTemplate};
 pub use embedder::Embedder;
 pub use sampler::SamplingParams;
-pub use scheduler::{EngineError, FinishReason, GenEvent, Scheduler, SchedulerConfig, TokenUsage};
+pub use scheduler::{EngineError, FinishReason, GenEvent, GenProgress, Scheduler, SchedulerConfig, TokenUsage};
 
 /// A model that could not be loaded or used.
 #[derive(Debug, thiserror::Error)]
@@ -261,6 +261,20 @@ impl LlmModel {
         params: SamplingParams,
         deadline: Instant,
     ) -> Result<tokio::sync::mpsc::UnboundedReceiver<GenEvent>, EngineError> {
+        self.generate_metered(tenant, prompt, params, deadline)
+            .map(|(rx, _)| rx)
+    }
+
+    /// [`LlmModel::generate`], plus the meter the scheduler keeps for it:
+    /// what bills the generation reads that, not the events, so a
+    /// generation cancelled mid-prompt still pays for what was fed.
+    pub fn generate_metered(
+        &self,
+        tenant: &str,
+        prompt: Vec<u32>,
+        params: SamplingParams,
+        deadline: Instant,
+    ) -> Result<(tokio::sync::mpsc::UnboundedReceiver<GenEvent>, Arc<GenProgress>), EngineError> {
         params.validate().map_err(EngineError::InvalidParams)?;
         let (events, rx) = tokio::sync::mpsc::unbounded_channel();
         let replica = self
@@ -268,14 +282,16 @@ impl LlmModel {
             .iter()
             .min_by_key(|r| r.load())
             .ok_or_else(|| EngineError::Internal("the model has no replicas".into()))?;
+        let progress = Arc::new(GenProgress::default());
         replica.submit(scheduler::GenRequest {
             tenant: tenant.into(),
             prompt,
             params,
             deadline,
             events,
+            progress: progress.clone(),
         })?;
-        Ok(rx)
+        Ok((rx, progress))
     }
 }
 

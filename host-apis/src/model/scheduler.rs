@@ -14,7 +14,7 @@
 use std::collections::{BTreeMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::mpsc::{self, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::time::{Duration, Instant};
 
@@ -87,6 +87,30 @@ pub enum GenEvent {
     },
 }
 
+/// What one generation has used so far, counted by its scheduler as it
+/// feeds prompt tokens and samples new ones, and read by whoever bills it.
+///
+/// Events carry the same numbers, but a receiver that is gone (the
+/// invocation ended, the client left) reads no more events: the meter still
+/// shows the prompt tokens a cancelled prefill fed and the tokens sampled
+/// before the cancel was seen. It is updated before the event that shows a
+/// change is sent, so it never lags an event.
+#[derive(Debug, Default)]
+pub struct GenProgress {
+    prompt_fed: AtomicU32,
+    completion: AtomicU32,
+}
+
+impl GenProgress {
+    /// Tokens fed and sampled until now.
+    pub fn usage(&self) -> TokenUsage {
+        TokenUsage {
+            prompt: self.prompt_fed.load(Ordering::Acquire),
+            completion: self.completion.load(Ordering::Acquire),
+        }
+    }
+}
+
 /// One generation request.
 #[derive(Debug)]
 pub struct GenRequest {
@@ -100,6 +124,8 @@ pub struct GenRequest {
     pub deadline: Instant,
     /// Where events go; dropping the receiver cancels the generation.
     pub events: UnboundedSender<GenEvent>,
+    /// The meter the scheduler keeps up to date.
+    pub progress: Arc<GenProgress>,
 }
 
 /// Limits of one scheduler.
@@ -271,9 +297,11 @@ struct Sequence {
 }
 
 impl Sequence {
+    /// Prompt tokens fed so far (all of them once decoding started) and
+    /// tokens sampled.
     fn usage(&self) -> TokenUsage {
         TokenUsage {
-            prompt: self.request.prompt.len() as u32,
+            prompt: self.fed.min(self.request.prompt.len()) as u32,
             completion: self.generated,
         }
     }
@@ -492,6 +520,8 @@ impl Worker {
         for &(i, n) in &plan {
             let seq = &mut self.running[i];
             seq.fed += n;
+            let fed = seq.fed.min(seq.request.prompt.len()) as u32;
+            seq.request.progress.prompt_fed.store(fed, Ordering::Release);
             if seq.fed < seq.tokens.len() {
                 continue; // still in prefill
             }
@@ -504,6 +534,7 @@ impl Worker {
             };
             let token = sampler::sample(&mut row, &seq.request.params, &seq.tokens, &mut seq.rng);
             seq.generated += 1;
+            seq.request.progress.completion.store(seq.generated, Ordering::Release);
             self.stats.generated_tokens.fetch_add(1, Ordering::Relaxed);
             if self.tokenizer.ends_generation(token) {
                 finished.push((i, Ok(FinishReason::Stop)));

@@ -515,9 +515,8 @@ async fn generate(node: Arc<Node>, tenant: String, request: GenerationRequest) -
         // The generation stops at the allowance, as if at max_tokens.
         params.max_tokens = params.max_tokens.min((left - prompt) as usize);
     }
-    let prompt_tokens = u32::try_from(ids.len()).unwrap_or(u32::MAX);
     let deadline = started + node.config.limits.max_timeout.0;
-    let events = llm.generate(&caller.tenant, ids, params, deadline)?;
+    let (events, progress) = llm.generate_metered(&caller.tenant, ids, params, deadline)?;
 
     let invocation_id = ulid::Ulid::new().to_string();
     let meter = Meter {
@@ -525,7 +524,7 @@ async fn generate(node: Arc<Node>, tenant: String, request: GenerationRequest) -
         tenant: caller.tenant,
         invocation_id: invocation_id.clone(),
         model: request.model.clone(),
-        prompt_tokens,
+        progress,
         permit: caller.permit,
         started,
     };

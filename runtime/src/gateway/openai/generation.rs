@@ -2,11 +2,12 @@
 //!
 //! A spawned task owns the scheduler's event receiver and the tenant's
 //! concurrency permit. It forwards text to the HTTP side through a small
-//! channel and counts tokens from the events (never from the text). When
-//! the HTTP side goes away (the client disconnected, so hyper dropped the
-//! response body, or the handler's future), the task drains the events the
-//! scheduler already sent, drops the receiver, which cancels the sequence
-//! at its next step, and bills what was generated until then. Tokens the
+//! channel. Tokens are the scheduler's own count (the generation's meter,
+//! never the text). When the HTTP side goes away (the client disconnected,
+//! so hyper dropped the response body, or the handler's future), the task
+//! drops the receiver, which cancels the sequence at its next step, and
+//! bills what the meter shows: the prompt tokens fed so far (also when the
+//! client left during the prompt) and the tokens sampled. Tokens the
 //! scheduler samples after that are sent nowhere and are not billed. The
 //! ledger write happens in the task, so it completes after the client is
 //! gone, and before the response's last chunk otherwise: the `usage` a
@@ -21,7 +22,7 @@ use tokio::sync::mpsc::{self, UnboundedReceiver};
 use super::error::OpenAiError;
 use crate::billing::{InvocationUsage, ModelUsage};
 use crate::node::Node;
-use wafer_host_apis::model::{EngineError, FinishReason, GenEvent, TokenUsage};
+use wafer_host_apis::model::{EngineError, FinishReason, GenEvent, GenProgress, TokenUsage};
 
 /// Text pieces waiting for a slow client: beyond this the task waits, while
 /// the scheduler keeps generating into its (bounded by `max_tokens`) queue.
@@ -47,55 +48,20 @@ pub struct Meter {
     pub invocation_id: String,
     /// The model's name (the price table's key).
     pub model: String,
-    /// Tokens of the prompt, template included.
-    pub prompt_tokens: u32,
+    /// The scheduler's count of what the generation used.
+    pub progress: Arc<GenProgress>,
     /// The tenant's concurrency slot, held until the ledger write.
     pub permit: Option<OwnedSemaphorePermit>,
     /// When the request arrived.
     pub started: Instant,
 }
 
-/// Counts from events, as `wafer_host_apis::llm` does for functions: the
-/// prompt once the scheduler shows it was fed (a first token, or the end),
-/// completion tokens as the events count them.
-#[derive(Debug, Default)]
-struct Counted {
-    prompt_fed: bool,
-    completion: u32,
-}
-
-impl Counted {
-    /// Absorbs one event; returns the text, or the end.
-    fn absorb(&mut self, event: GenEvent) -> Step {
-        match event {
-            GenEvent::Text {
-                text,
-                completion_tokens,
-            } => {
-                self.prompt_fed = true;
-                self.completion = self.completion.max(completion_tokens);
-                Step::Text(text)
-            }
-            GenEvent::Done { finish, usage } => {
-                self.prompt_fed = true;
-                self.completion = self.completion.max(usage.completion);
-                Step::Done(finish)
-            }
-            GenEvent::Failed { error, usage } => {
-                if usage.completion > 0 {
-                    self.prompt_fed = true;
-                }
-                self.completion = self.completion.max(usage.completion);
-                Step::Failed(error)
-            }
-        }
-    }
-
-    fn usage(&self, prompt_tokens: u32) -> TokenUsage {
-        TokenUsage {
-            prompt: if self.prompt_fed { prompt_tokens } else { 0 },
-            completion: self.completion,
-        }
+/// What one event means for the HTTP side.
+fn step(event: GenEvent) -> Step {
+    match event {
+        GenEvent::Text { text, .. } => Step::Text(text),
+        GenEvent::Done { finish, .. } => Step::Done(finish),
+        GenEvent::Failed { error, .. } => Step::Failed(error),
     }
 }
 
@@ -110,7 +76,6 @@ enum Step {
 pub fn spawn(meter: Meter, mut events: UnboundedReceiver<GenEvent>) -> mpsc::Receiver<Piece> {
     let (tx, rx) = mpsc::channel(PIECES_BUFFERED);
     tokio::spawn(async move {
-        let mut counted = Counted::default();
         // `None`: the client went away.
         let end: Option<Result<FinishReason, OpenAiError>> = loop {
             let event = tokio::select! {
@@ -121,7 +86,7 @@ pub fn spawn(meter: Meter, mut events: UnboundedReceiver<GenEvent>) -> mpsc::Rec
             let Some(event) = event else {
                 break Some(Err(OpenAiError::internal("the model's scheduler dropped a generation")));
             };
-            match counted.absorb(event) {
+            match step(event) {
                 Step::Text(text) if text.is_empty() => {}
                 Step::Text(text) => {
                     if tx.send(Piece::Text(text)).await.is_err() {
@@ -132,15 +97,9 @@ pub fn spawn(meter: Meter, mut events: UnboundedReceiver<GenEvent>) -> mpsc::Rec
                 Step::Failed(error) => break Some(Err(error.into())),
             }
         };
-        if end.is_none() {
-            // Tokens already sampled and sent were generated for this
-            // client: bill them. Then cancel.
-            while let Ok(event) = events.try_recv() {
-                counted.absorb(event);
-            }
-        }
+        // Cancels the sequence (if it still runs) at its next step.
         drop(events);
-        let usage = counted.usage(meter.prompt_tokens);
+        let usage = meter.progress.usage();
         let billed = record(&meter, usage).await;
         drop(meter.permit);
         if let Some(end) = end {
