@@ -29,7 +29,7 @@ from llama_cpp import Llama
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 DEFAULT_MODEL = "/root/.cache/wafer/models/smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf"
-CANDLE_BIN = "/root/.cache/wafer/target-candle/release/candle-peer"
+CANDLE_BIN = "/root/.cache/wafer/target-candle-native/release/candle-peer"
 
 PROMPT_TEXT = (
     "The history of computing is a story of abstraction. Early machines were programmed by "
