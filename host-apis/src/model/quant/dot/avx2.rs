@@ -208,9 +208,22 @@ fn bit_bytes(src: &[u8]) -> __m256i {
     _mm256_cmpeq_epi8(bytes, _mm256_set1_epi64x(-1))
 }
 
+/// 16 bytes as a 128-bit register (zeros for a slice of another length).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn load32(src: &[u8]) -> __m256i {
+pub(super) fn load16(src: &[u8]) -> __m128i {
+    let src: &[u8; 16] = match src.try_into() {
+        Ok(a) => a,
+        Err(_) => return _mm_setzero_si128(),
+    };
+    // SAFETY: `src` is exactly 16 readable bytes; loadu has no alignment requirement.
+    unsafe { _mm_loadu_si128(src.as_ptr().cast()) }
+}
+
+/// 32 bytes as a 256-bit register (zeros for a slice of another length).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+pub(super) fn load32(src: &[u8]) -> __m256i {
     let src: &[u8; 32] = match src.try_into() {
         Ok(a) => a,
         Err(_) => return _mm256_setzero_si256(),

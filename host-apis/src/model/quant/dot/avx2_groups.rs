@@ -19,6 +19,7 @@ use super::super::activations::Q8Acts;
 use super::super::cpu;
 use super::super::interleave::{GROUP, group_block_bytes};
 use super::super::types::QK;
+use super::avx2::{load16, load32};
 
 /// Most tokens one kernel call handles. At eight some accumulators live on the stack (AVX2 has
 /// sixteen registers), but each unpacked weight block serves twice the tokens it would at
@@ -193,26 +194,4 @@ fn q8_group<const N: usize>(group: &[u8], ys: &[Y<'_>; N]) -> [__m256; N] {
 fn quad(qy: &[i8], c: usize) -> __m256i {
     let q = &qy[4 * c..4 * c + 4];
     _mm256_set1_epi32(i32::from_le_bytes([q[0] as u8, q[1] as u8, q[2] as u8, q[3] as u8]))
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load16(src: &[u8]) -> __m128i {
-    let src: &[u8; 16] = match src.try_into() {
-        Ok(a) => a,
-        Err(_) => return _mm_setzero_si128(),
-    };
-    // SAFETY: `src` is exactly 16 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm_loadu_si128(src.as_ptr().cast()) }
-}
-
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-fn load32(src: &[u8]) -> __m256i {
-    let src: &[u8; 32] = match src.try_into() {
-        Ok(a) => a,
-        Err(_) => return _mm256_setzero_si256(),
-    };
-    // SAFETY: `src` is exactly 32 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm256_loadu_si256(src.as_ptr().cast()) }
 }
