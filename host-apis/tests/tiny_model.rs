@@ -462,6 +462,73 @@ mod host {
         assert_eq!(ctx.budget_left(), Some(budget - used.prompt - used.completion));
     }
 
+    /// A tenant's allowance shared by several invocations, as the runtime's
+    /// quotas are: each invocation's hold is taken off what the others see.
+    struct Tenant {
+        limit: u64,
+        held: std::sync::atomic::AtomicU64,
+    }
+
+    struct Hold(std::sync::Arc<Tenant>, std::sync::atomic::AtomicU64);
+
+    impl wafer_host_apis::llm::TokenAllowance for Hold {
+        fn left(&self) -> Option<u64> {
+            Some(
+                self.0
+                    .limit
+                    .saturating_sub(self.0.held.load(std::sync::atomic::Ordering::SeqCst)),
+            )
+        }
+        fn hold(&self, tokens: u64) {
+            use std::sync::atomic::Ordering::SeqCst;
+            let old = self.1.swap(tokens, SeqCst);
+            self.0.held.fetch_add(tokens, SeqCst);
+            self.0.held.fetch_sub(old, SeqCst);
+        }
+    }
+
+    #[tokio::test]
+    async fn invocations_of_one_tenant_share_its_allowance() {
+        let (_dir, models) = tiny("llama", |c| c.max_batch = Some(4));
+        let tenant = std::sync::Arc::new(Tenant {
+            limit: 60,
+            held: Default::default(),
+        });
+        let ctx = |models: &wafer_host_apis::model::Models| {
+            LlmCtx::new(models.clone(), vec!["tiny".to_string()], "t", deadline())
+                .with_allowance(std::sync::Arc::new(Hold(tenant.clone(), Default::default())))
+        };
+        let (mut a, mut b, mut c) = (ctx(&models), ctx(&models), ctx(&models));
+        // a may use 5 + 40 of the 60; b then gets 5 + 10; c nothing.
+        let first = a
+            .infer_stream("tiny".into(), "hello".into(), params(40))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(b.budget_left(), Some(15));
+        let second = b
+            .infer_stream("tiny".into(), "hello".into(), params(40))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.budget_left(), Some(0));
+        let err = c
+            .infer("tiny".into(), "hello".into(), params(1))
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert!(matches!(err, Error::OverQuota(_)), "{err:?}");
+        for (ctx, handle) in [(&mut a, first), (&mut b, second)] {
+            let borrow = || wasmtime::component::Resource::<_>::new_borrow(handle.rep());
+            while let Ok(Some(_)) = HostGeneration::next(ctx, borrow()).await.unwrap() {}
+            HostGeneration::drop(ctx, handle).await.unwrap();
+        }
+        let used = |ctx: &LlmCtx| ctx.usage().get("tiny").map_or(0, |u| u.prompt + u.completion);
+        let total = used(&a) + used(&b);
+        assert!(total <= 60, "{total} tokens of a 60-token allowance");
+        assert!(used(&b) <= 15, "b was not capped at what was left: {}", used(&b));
+    }
+
     #[tokio::test]
     async fn open_generations_are_bounded_and_dropping_frees_a_slot() {
         let (_dir, models) = tiny("llama", |c| c.max_batch = Some(16));

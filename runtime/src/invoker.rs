@@ -7,6 +7,7 @@
 //! time whether or not anyone still listens. The request handler waits only
 //! for the response head; the body streams from the guest to the client.
 
+use crate::allowance::TenantHold;
 use crate::auth::Scope;
 use crate::billing::quotas::QuotaRefusal;
 use crate::billing::{Billed, InvocationUsage, ModelUsage};
@@ -255,6 +256,21 @@ async fn run(
 
     let deadline = Instant::now() + limits.timeout;
     let output = GuestOutput::new(limits.max_log_bytes.as_usize());
+    // Only functions that may call a model pay for reading quotas; the hold
+    // lives until the ledger has the invocation's usage.
+    let token_hold = match deployment.models.is_empty() {
+        true => None,
+        false => TenantHold::new(node, &deployment.tenant),
+    };
+    let mut llm = LlmCtx::new(
+        node.models.clone(),
+        deployment.models.clone(),
+        deployment.tenant.clone(),
+        deadline,
+    );
+    if let Some(hold) = &token_hold {
+        llm = llm.with_allowance(hold.clone());
+    }
     let state = InvocationState::new(
         invocation_id,
         &deployment.env,
@@ -263,17 +279,7 @@ async fn run(
         InvocationLimiter::new(limits.memory.as_usize()),
         output.clone(),
         TensorCtx::new(node.devices.clone(), deployment.tenant.clone()),
-        LlmCtx::new(
-            node.models.clone(),
-            deployment.models.clone(),
-            deployment.tenant.clone(),
-            deadline,
-        )
-        // Only functions that may call a model pay for reading quotas.
-        .with_token_budget(match deployment.models.is_empty() {
-            true => None,
-            false => node.billing.token_allowance(&deployment.tenant),
-        }),
+        llm,
     );
     let mut store = Store::new(node.engine.engine(), state);
     store.limiter(|state| &mut state.limiter);
@@ -297,6 +303,7 @@ async fn run(
         invocation_id: invocation_id.to_owned(),
         output,
         permits: Some((function_permit, node_permit, tenant_permit)),
+        _token_hold: token_hold,
     };
     tokio::spawn(guest.run(store, request, head_tx, done_tx, cancel_rx, deadline));
 
@@ -493,6 +500,9 @@ struct GuestRun {
     output: GuestOutput,
     /// Held until the guest is gone, not just until it answered.
     permits: Option<(OwnedSemaphorePermit, OwnedSemaphorePermit, Option<OwnedSemaphorePermit>)>,
+    /// The invocation's hold on its tenant's tokens, given back when this
+    /// is dropped: after the ledger write.
+    _token_hold: Option<Arc<TenantHold>>,
 }
 
 type HeadSender = oneshot::Sender<Result<hyper::Response<HyperOutgoingBody>, ErrorCode>>;

@@ -10,6 +10,7 @@
 //! # }
 //! ```
 
+pub mod allowance;
 pub mod artifacts;
 pub mod auth;
 pub mod billing;

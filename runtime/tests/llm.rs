@@ -209,6 +209,43 @@ async fn a_token_quota_stops_a_running_generation() {
     assert_eq!(response.code(), "token_quota_exceeded");
 }
 
+/// Invocations of one tenant running at once share its token quota: each
+/// holds what its generations may use until the ledger has it, so together
+/// they stay within the month's tokens.
+#[tokio::test]
+async fn concurrent_invocations_share_the_token_quota() {
+    let quota = 100;
+    let Some(node) = model_node(|config| config.quotas.monthly_tokens = Some(quota)).await else {
+        return;
+    };
+    node.deploy("chat", &chat_spec(&[LLM], None), &example("chat", "chat.wasm"))
+        .await;
+    let body = json!({ "messages": [{ "role": "user", "content": "Write a long poem about the sea." }],
+                       "temperature": 0, "max_tokens": 200 })
+    .to_string();
+    let (a, b) = tokio::join!(
+        node.post("/chat?stream=false", body.clone()),
+        node.post("/chat?stream=false", body.clone())
+    );
+    let statuses = [a.status, b.status];
+    assert!(
+        statuses.contains(&StatusCode::OK),
+        "{statuses:?}: {} / {}",
+        a.text(),
+        b.text()
+    );
+    let billed: u64 = ledger(&node)
+        .await
+        .iter()
+        .map(|r| r["tokens_in"].as_u64().unwrap_or(0) + r["tokens_out"].as_u64().unwrap_or(0))
+        .sum();
+    assert!(
+        billed <= quota,
+        "the two invocations used {billed} tokens of a {quota}-token quota"
+    );
+    assert!(billed > 0);
+}
+
 #[tokio::test]
 async fn metrics_show_the_models_counters() {
     let Some(node) = model_node(|_| {}).await else { return };

@@ -123,6 +123,7 @@ impl LlmCtx {
             holds: prompt_tokens + max_tokens,
             running: true,
         });
+        self.publish_hold();
         Ok(GenerationHandle {
             model: model_name.to_owned(),
             events,

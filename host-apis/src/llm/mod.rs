@@ -38,6 +38,21 @@ pub const MAX_MESSAGES: usize = 1024;
 /// Texts per `embed` call.
 pub const MAX_EMBED_TEXTS: usize = 256;
 
+/// A tenant's token allowance, shared by every invocation of the tenant
+/// running at once (the runtime implements it over its quotas). An
+/// invocation asks what is left before each generation and says what it
+/// holds after each change, so two invocations cannot both spend the same
+/// remaining tokens.
+pub trait TokenAllowance: Send + Sync {
+    /// Tokens the tenant may still use, net of what every invocation holds
+    /// (the asking one included); `None` when the tenant has no limit.
+    fn left(&self) -> Option<u64>;
+    /// What this invocation holds now, replacing what it said before:
+    /// running generations at their most (prompt + max tokens), ended ones
+    /// and embeddings at what they used, until the ledger has them.
+    fn hold(&self, tokens: u64);
+}
+
 /// Tokens one invocation used on one model.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ModelTokens {
@@ -56,8 +71,10 @@ pub struct LlmCtx {
     tenant: String,
     deadline: Instant,
     /// Tokens (prompt + completion + embedding) this invocation may use in
-    /// all, from its tenant's quotas; `None` when unlimited.
+    /// all; `None` when unlimited.
     budget: Option<u64>,
+    /// The tenant's allowance, shared with its other invocations.
+    allowance: Option<Arc<dyn TokenAllowance>>,
     /// Embedding tokens, per model.
     embedded: BTreeMap<String, ModelTokens>,
     /// Every generation this invocation started, with the scheduler's meter.
@@ -93,6 +110,7 @@ impl LlmCtx {
             tenant: tenant.into(),
             deadline,
             budget: None,
+            allowance: None,
             embedded: BTreeMap::new(),
             generations: Vec::new(),
             table,
@@ -100,9 +118,17 @@ impl LlmCtx {
         }
     }
 
-    /// Limit the tokens this invocation may use (from quotas and budget).
+    /// Limit the tokens this invocation may use, whatever other
+    /// invocations do.
     pub fn with_token_budget(mut self, tokens: Option<u64>) -> Self {
         self.budget = tokens;
+        self
+    }
+
+    /// Draw on the tenant's shared allowance (its quotas), telling it what
+    /// this invocation holds as generations start and end.
+    pub fn with_allowance(mut self, allowance: Arc<dyn TokenAllowance>) -> Self {
+        self.allowance = Some(allowance);
         self
     }
 
@@ -123,11 +149,23 @@ impl LlmCtx {
         usage
     }
 
-    /// Tokens the budget still allows. A generation still running holds
-    /// all it may use (prompt + max tokens), so two open at once cannot
-    /// overshoot the budget together; once it ends it holds what it used.
+    /// Tokens this invocation may still use: its own budget less what it
+    /// holds, and the tenant's allowance (net of what all its invocations
+    /// hold). A generation still running holds all it may use (prompt +
+    /// max tokens), so generations open at once cannot overshoot together;
+    /// once it ends it holds what it used.
     pub fn budget_left(&self) -> Option<u64> {
-        let budget = self.budget?;
+        let own = self.budget.map(|b| b.saturating_sub(self.held()));
+        let shared = self.allowance.as_ref().and_then(|a| a.left());
+        match (own, shared) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Tokens this invocation holds: what it used, and for running
+    /// generations what they may still use.
+    fn held(&self) -> u64 {
         let embedded: u64 = self.embedded.values().map(|t| t.embedding).sum();
         let generations: u64 = self
             .generations
@@ -138,11 +176,19 @@ impl LlmCtx {
                 if g.running { used.max(g.holds) } else { used }
             })
             .sum();
-        Some(budget.saturating_sub(embedded + generations))
+        embedded + generations
+    }
+
+    /// Tell the tenant's allowance what this invocation holds now.
+    fn publish_hold(&self) {
+        if let Some(a) = &self.allowance {
+            a.hold(self.held());
+        }
     }
 
     fn record_embedding(&mut self, model: &str, tokens: u64) {
         self.embedded.entry(model.to_owned()).or_default().embedding += tokens;
+        self.publish_hold();
     }
 
     /// The generation behind meter `index` ended (or was dropped, which
@@ -151,6 +197,7 @@ impl LlmCtx {
         if let Some(g) = self.generations.get_mut(index) {
             g.running = false;
         }
+        self.publish_hold();
     }
 }
 

@@ -355,9 +355,9 @@ impl Billing {
     /// Model tokens the tenant may still use this month: the least of what
     /// its token quota and its budget (at the dearest token price of any
     /// model) allow. `None` when neither limits it. A generation stops when
-    /// it reaches this, as if at its max tokens. Concurrent invocations each
-    /// see the whole allowance, so the month can overshoot by what they
-    /// generate together.
+    /// it reaches this, as if at its max tokens. What running invocations
+    /// and requests hold (`crate::allowance`) is taken off, so concurrent
+    /// ones cannot spend the same tokens twice.
     pub fn token_allowance(&self, tenant: &str) -> Option<u64> {
         let state = self.tenants.get(tenant)?;
         let quotas = state.quotas();
@@ -390,10 +390,18 @@ impl Billing {
             ),
             _ => None,
         };
-        match (by_tokens, by_budget) {
+        let left = match (by_tokens, by_budget) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
-        }
+        };
+        // What running invocations and requests may still use is not theirs
+        // to spend twice.
+        left.map(|l| l.saturating_sub(state.held_tokens()))
+    }
+
+    /// The tenant's state (quotas, counters, holds), if it exists.
+    pub fn tenant_state(&self, tenant: &str) -> Option<Arc<TenantState>> {
+        self.tenants.get(tenant).map(|s| s.clone())
     }
 
     /// Prices an invocation's usage and writes it durably. Returns once the

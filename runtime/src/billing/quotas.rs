@@ -4,6 +4,7 @@
 //! token counters start from the ledger at boot and grow with every record.
 
 use serde::{Deserialize, Serialize};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Instant;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -78,6 +79,9 @@ pub struct TenantState {
     bucket: Mutex<Bucket>,
     concurrency: Mutex<Option<(u32, Arc<Semaphore>)>>,
     month: Mutex<MonthCounters>,
+    /// Tokens that running invocations and API requests hold against the
+    /// token allowance until the ledger has what they used.
+    held_tokens: AtomicU64,
 }
 
 /// This month's spend and tokens.
@@ -96,6 +100,18 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl TenantState {
+    /// Tokens held against the allowance now.
+    pub fn held_tokens(&self) -> u64 {
+        self.held_tokens.load(Ordering::Acquire)
+    }
+
+    /// Replace a holder's `old` hold by `new`.
+    pub fn change_hold(&self, old: u64, new: u64) {
+        let _ = self.held_tokens.fetch_update(Ordering::AcqRel, Ordering::Acquire, |h| {
+            Some(h.saturating_sub(old) + new)
+        });
+    }
+
     /// State with `quotas` and the month's counters so far.
     pub fn new(quotas: TenantQuotas, month: MonthCounters) -> Self {
         let burst = burst_of(&quotas);
@@ -107,6 +123,7 @@ impl TenantState {
             }),
             concurrency: Mutex::new(None),
             month: Mutex::new(month),
+            held_tokens: AtomicU64::new(0),
         }
     }
 

@@ -38,6 +38,7 @@ use self::error::{OpenAiError, quota_refusal};
 use self::generation::{Meter, Piece};
 use self::wire::*;
 use super::error::INVOCATION_ID_HEADER;
+use crate::allowance::TenantHold;
 use crate::auth::Scope;
 use crate::billing::ModelUsage;
 use crate::node::Node;
@@ -515,6 +516,12 @@ async fn generate(node: Arc<Node>, tenant: String, request: GenerationRequest) -
         // The generation stops at the allowance, as if at max_tokens.
         params.max_tokens = params.max_tokens.min((left - prompt) as usize);
     }
+    // Held until the ledger has this request's usage, so concurrent
+    // requests and invocations cannot spend the same tokens twice.
+    let token_hold = TenantHold::new(&node, &caller.tenant);
+    if let Some(hold) = &token_hold {
+        hold.set(ids.len() as u64 + params.max_tokens as u64);
+    }
     let deadline = started + node.config.limits.max_timeout.0;
     let (events, progress) = llm.generate_metered(&caller.tenant, ids, params, deadline)?;
 
@@ -525,6 +532,7 @@ async fn generate(node: Arc<Node>, tenant: String, request: GenerationRequest) -
         invocation_id: invocation_id.clone(),
         model: request.model.clone(),
         progress,
+        token_hold,
         permit: caller.permit,
         started,
     };

@@ -20,6 +20,7 @@ use tokio::sync::OwnedSemaphorePermit;
 use tokio::sync::mpsc::{self, UnboundedReceiver};
 
 use super::error::OpenAiError;
+use crate::allowance::TenantHold;
 use crate::billing::{InvocationUsage, ModelUsage};
 use crate::node::Node;
 use wafer_host_apis::model::{EngineError, FinishReason, GenEvent, GenProgress, TokenUsage};
@@ -52,6 +53,8 @@ pub struct Meter {
     pub progress: Arc<GenProgress>,
     /// The tenant's concurrency slot, held until the ledger write.
     pub permit: Option<OwnedSemaphorePermit>,
+    /// The request's hold on the tenant's tokens, until the ledger write.
+    pub token_hold: Option<Arc<TenantHold>>,
     /// When the request arrived.
     pub started: Instant,
 }
@@ -102,6 +105,7 @@ pub fn spawn(meter: Meter, mut events: UnboundedReceiver<GenEvent>) -> mpsc::Rec
         let usage = meter.progress.usage();
         let billed = record(&meter, usage).await;
         drop(meter.permit);
+        drop(meter.token_hold);
         if let Some(end) = end {
             let piece = match (end, billed) {
                 (Ok(finish), Ok(())) => Ok((finish, usage)),
