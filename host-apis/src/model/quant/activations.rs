@@ -107,6 +107,17 @@ impl Activations {
     }
 }
 
+/// One block on the AVX2 kernel (bit-identical to the scalar loop), or None.
+#[cfg(target_arch = "x86_64")]
+fn simd_block(xb: &[f32], qb: &mut [i8]) -> Option<(f32, i32)> {
+    super::dot::avx2::quantize_block_q8(xb, qb)
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn simd_block(_: &[f32], _: &mut [i8]) -> Option<(f32, i32)> {
+    None
+}
+
 /// `v.round()` (half away from zero, as C's `roundf`) without the libm call that baseline
 /// x86-64 makes of it, which cost as much as the rest of the quantization. Exact for
 /// |v| < 2^23: the fraction `v - trunc(v)` is computed without rounding there.
@@ -133,15 +144,21 @@ pub(crate) fn quantize_q8(x: &[f32]) -> Q8Acts {
     let mut s = Vec::with_capacity(nb);
     let mut dsum = Vec::with_capacity(nb);
     for (xb, qb) in x.chunks_exact(QK).zip(qs.chunks_exact_mut(QK)) {
-        let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let db = amax / 127.0;
-        let id = if db != 0.0 { 1.0 / db } else { 0.0 };
-        let mut sum = 0i32;
-        for (q, &v) in qb.iter_mut().zip(xb) {
-            // |v * id| <= 127 (up to rounding), so the cast never saturates in practice.
-            *q = round_half_away(v * id) as i8;
-            sum += *q as i32;
-        }
+        let (db, sum) = match simd_block(xb, qb) {
+            Some(r) => r,
+            None => {
+                let amax = xb.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+                let db = amax / 127.0;
+                let id = if db != 0.0 { 1.0 / db } else { 0.0 };
+                let mut sum = 0i32;
+                for (q, &v) in qb.iter_mut().zip(xb) {
+                    // |v * id| <= 127 (up to rounding), so the cast never saturates in practice.
+                    *q = round_half_away(v * id) as i8;
+                    sum += *q as i32;
+                }
+                (db, sum)
+            }
+        };
         let d_stored = half::f16::from_f32(db).to_f32();
         d.push(d_stored);
         s.push(half::f16::from_f32(sum as f32 * db).to_f32());
@@ -152,7 +169,7 @@ pub(crate) fn quantize_q8(x: &[f32]) -> Q8Acts {
 
 #[cfg(test)]
 mod tests {
-    use super::round_half_away;
+    use super::{QK, round_half_away};
 
     #[test]
     fn rounding_equals_roundf() {
@@ -174,6 +191,40 @@ mod tests {
             .chain((0..20_000).map(|i| (i as f32 - 10_000.0) * 0.0127))
         {
             assert_eq!(round_half_away(v), v.round(), "{v}");
+        }
+    }
+
+    /// The AVX2 block kernel gives the scalar loop's quants, scale and sum
+    /// bit for bit, ties and zero blocks included.
+    #[test]
+    fn simd_blocks_equal_the_scalar_loop() {
+        let mut blocks: Vec<[f32; QK]> = vec![[0.0; QK], [1.0; QK], [-3.5; QK]];
+        let mut ties = [0.0f32; QK];
+        for (i, t) in ties.iter_mut().enumerate() {
+            *t = (i as f32 - 16.0) + 0.5; // amax 15.5: x / d lands on many .5s
+        }
+        ties[0] = 127.0;
+        blocks.push(ties);
+        for seed in 0..200u32 {
+            let mut b = [0.0f32; QK];
+            for (i, v) in b.iter_mut().enumerate() {
+                let h = (seed.wrapping_mul(2_654_435_761) ^ (i as u32).wrapping_mul(40_503)) as f32;
+                *v = (h / u32::MAX as f32 - 0.5) * (1.0 + seed as f32);
+            }
+            blocks.push(b);
+        }
+        for b in &blocks {
+            let mut simd_q = [0i8; QK];
+            let Some((d, sum)) = super::simd_block(b, &mut simd_q) else {
+                return; // no AVX2 here
+            };
+            let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+            let db = amax / 127.0;
+            let id = if db != 0.0 { 1.0 / db } else { 0.0 };
+            let scalar_q: Vec<i8> = b.iter().map(|&v| round_half_away(v * id) as i8).collect();
+            assert_eq!(simd_q.as_slice(), scalar_q.as_slice(), "{b:?}");
+            assert_eq!(d.to_bits(), db.to_bits());
+            assert_eq!(sum, scalar_q.iter().map(|&q| q as i32).sum::<i32>());
         }
     }
 }

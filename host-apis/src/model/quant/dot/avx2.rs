@@ -372,6 +372,59 @@ fn attn_values_kernel(
     }
 }
 
+/// Quantize one block of 32 activations to 8 bits exactly as the scalar
+/// `quantize_q8` does (`d = amax / 127`, `q = round-half-away(x / d)`):
+/// writes `qs` and returns `(d, sum of qs)` (`d` before f16 rounding), or
+/// `None` without AVX2 or for a block of another size.
+pub(crate) fn quantize_block_q8(x: &[f32], qs: &mut [i8]) -> Option<(f32, i32)> {
+    let (x, qs): (&[f32; 32], &mut [i8; 32]) = (x.try_into().ok()?, qs.try_into().ok()?);
+    if !cpu::simd() {
+        return None;
+    }
+    // SAFETY: `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
+    Some(unsafe { quantize_block_q8_kernel(x, qs) })
+}
+
+#[target_feature(enable = "avx2,fma,f16c")]
+fn quantize_block_q8_kernel(x: &[f32; 32], qs: &mut [i8; 32]) -> (f32, i32) {
+    // SAFETY (all loads): `x` is exactly 32 f32, read 8 at a time at offsets 0, 8, 16, 24.
+    let v: [__m256; 4] = std::array::from_fn(|i| unsafe { _mm256_loadu_ps(x[8 * i..].as_ptr()) });
+    let sign = _mm256_set1_ps(-0.0);
+    let abs = v.map(|a| _mm256_andnot_ps(sign, a));
+    let m = _mm256_max_ps(_mm256_max_ps(abs[0], abs[1]), _mm256_max_ps(abs[2], abs[3]));
+    let m = _mm_max_ps(_mm256_castps256_ps128(m), _mm256_extractf128_ps(m, 1));
+    let m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    let amax = _mm_cvtss_f32(_mm_max_ss(m, _mm_movehdup_ps(m)));
+    let d = amax / 127.0;
+    let id = if d != 0.0 { 1.0 / d } else { 0.0 };
+    let (idv, half, one) = (_mm256_set1_ps(id), _mm256_set1_ps(0.5), _mm256_set1_ps(1.0));
+    let q = v.map(|a| {
+        // Round half away from zero: the fraction after truncation is exact.
+        let y = _mm256_mul_ps(a, idv);
+        let t = _mm256_round_ps(y, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+        let f = _mm256_sub_ps(y, t);
+        let up = _mm256_and_ps(_mm256_cmp_ps(f, half, _CMP_GE_OQ), one);
+        let down = _mm256_and_ps(
+            _mm256_cmp_ps(f, _mm256_sub_ps(_mm256_setzero_ps(), half), _CMP_LE_OQ),
+            one,
+        );
+        _mm256_cvtps_epi32(_mm256_sub_ps(_mm256_add_ps(t, up), down))
+    });
+    let sum = _mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3]));
+    let sum = _mm_add_epi32(_mm256_castsi256_si128(sum), _mm256_extracti128_si256(sum, 1));
+    let sum = _mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b01_00_11_10));
+    let sum = _mm_cvtsi128_si32(_mm_add_epi32(sum, _mm_shuffle_epi32(sum, 0b10_11_00_01)));
+    // Pack 4 x 8 i32 to 32 i8; packs work per 128-bit lane, so undo the
+    // lane interleave with a final dword permutation.
+    let p16a = _mm256_packs_epi32(q[0], q[1]);
+    let p16b = _mm256_packs_epi32(q[2], q[3]);
+    let p8 = _mm256_packs_epi16(p16a, p16b);
+    let p8 = _mm256_permutevar8x32_epi32(p8, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7));
+    // SAFETY: `qs` is exactly 32 writable bytes; storeu has no alignment requirement.
+    unsafe { _mm256_storeu_si256(qs.as_mut_ptr().cast(), p8) };
+    (d, sum)
+}
+
 /// Eight f16 values widened to f32 (zeros for a slice of another length).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
