@@ -60,7 +60,9 @@ fn weights(n: usize, seed: u64, scale: f32) -> Vec<f32> {
         .collect()
 }
 
-fn write_gguf(path: &Path, arch: &str) {
+/// Writes the GGUF file and returns its tensors (name, dims innermost first,
+/// values), so the same weights can be written in other layouts.
+fn write_gguf(path: &Path, arch: &str) -> Vec<(String, Vec<u64>, Vec<f32>)> {
     let mut tokens = byte_tokens();
     tokens.extend(SPECIALS.iter().map(|s| s.to_string()));
     let vocab = tokens.len();
@@ -189,6 +191,198 @@ fn write_gguf(path: &Path, arch: &str) {
         }
     }
     std::fs::write(path, out).unwrap();
+    tensors
+}
+
+/// The same model as a Hugging Face folder: `config.json`, one
+/// `model.safetensors` (Hugging Face names and `[out, in]` shapes),
+/// `tokenizer.json` and `tokenizer_config.json`. A GGUF llama file's Q/K rows
+/// were permuted by llama.cpp's converter so that RoPE rotates adjacent
+/// pairs; a Hugging Face checkpoint rotates halves, so for llama the rows go
+/// back: Hugging Face row `j * hd/2 + i` of a head is GGUF row `2i + j`.
+fn write_hf(dir: &Path, arch: &str, tensors: &[(String, Vec<u64>, Vec<f32>)]) {
+    std::fs::create_dir_all(dir).unwrap();
+    let mut tokens = byte_tokens();
+    tokens.extend(SPECIALS.iter().map(|s| s.to_string()));
+    let vocab = tokens.len();
+    let hd = DIM / HEADS as usize;
+    let config = serde_json::json!({
+        "model_type": arch, "hidden_size": DIM, "num_hidden_layers": LAYERS,
+        "num_attention_heads": HEADS, "num_key_value_heads": KV_HEADS, "intermediate_size": FFN,
+        "vocab_size": vocab, "max_position_embeddings": 256, "rms_norm_eps": 1e-5, "rope_theta": 10000.0,
+        "tie_word_embeddings": true, "eos_token_id": vocab - 1,
+    });
+    std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+    let vocab_map: serde_json::Map<String, serde_json::Value> = tokens
+        .iter()
+        .enumerate()
+        .map(|(i, t)| (t.clone(), serde_json::json!(i)))
+        .collect();
+    let added: Vec<serde_json::Value> = SPECIALS
+        .iter()
+        .enumerate()
+        .map(|(k, t)| {
+            serde_json::json!({ "id": 256 + k, "content": t, "single_word": false, "lstrip": false,
+                                          "rstrip": false, "normalized": false, "special": true })
+        })
+        .collect();
+    let tokenizer = serde_json::json!({
+        "version": "1.0", "truncation": null, "padding": null, "added_tokens": added, "normalizer": null,
+        "pre_tokenizer": { "type": "ByteLevel", "add_prefix_space": false, "trim_offsets": true, "use_regex": true },
+        "post_processor": null,
+        "decoder": { "type": "ByteLevel", "add_prefix_space": true, "trim_offsets": true, "use_regex": true },
+        "model": { "type": "BPE", "dropout": null, "unk_token": null, "continuing_subword_prefix": null,
+                   "end_of_word_suffix": null, "fuse_unk": false, "byte_fallback": false, "ignore_merges": false,
+                   "vocab": vocab_map, "merges": [] },
+    });
+    std::fs::write(dir.join("tokenizer.json"), tokenizer.to_string()).unwrap();
+    let tokenizer_config = serde_json::json!({ "eos_token": "<|im_end|>", "add_bos_token": false });
+    std::fs::write(dir.join("tokenizer_config.json"), tokenizer_config.to_string()).unwrap();
+
+    let hf_name = |gguf: &str| -> String {
+        let fixed = [
+            ("token_embd.weight", "model.embed_tokens.weight"),
+            ("output_norm.weight", "model.norm.weight"),
+        ];
+        if let Some((_, n)) = fixed.iter().find(|(g, _)| *g == gguf) {
+            return (*n).to_owned();
+        }
+        let rest = gguf.strip_prefix("blk.").unwrap();
+        let (layer, tensor) = rest.split_once('.').unwrap();
+        let (base, suffix) = tensor.rsplit_once('.').unwrap();
+        let mapped = [
+            ("attn_norm", "input_layernorm"),
+            ("attn_q", "self_attn.q_proj"),
+            ("attn_k", "self_attn.k_proj"),
+            ("attn_v", "self_attn.v_proj"),
+            ("attn_output", "self_attn.o_proj"),
+            ("ffn_norm", "post_attention_layernorm"),
+            ("ffn_gate", "mlp.gate_proj"),
+            ("ffn_up", "mlp.up_proj"),
+            ("ffn_down", "mlp.down_proj"),
+        ]
+        .iter()
+        .find(|(g, _)| *g == base)
+        .unwrap()
+        .1;
+        format!("model.layers.{layer}.{mapped}.{suffix}")
+    };
+    let mut header = serde_json::Map::new();
+    let mut data: Vec<u8> = Vec::new();
+    for (name, dims, values) in tensors {
+        let shape: Vec<u64> = dims.iter().rev().copied().collect();
+        let mut values = values.clone();
+        let heads = match name.rsplit('.').nth(1) {
+            Some("attn_q") => Some(HEADS as usize),
+            Some("attn_k") => Some(KV_HEADS as usize),
+            _ => None,
+        };
+        if let (Some(heads), "llama") = (heads, arch) {
+            let cols = dims[0] as usize;
+            let gguf = values.clone();
+            for h in 0..heads {
+                for i in 0..hd / 2 {
+                    for j in 0..2 {
+                        let (hf_row, gguf_row) = (h * hd + j * hd / 2 + i, h * hd + 2 * i + j);
+                        if gguf.len() >= (gguf_row + 1) * cols {
+                            values[hf_row * cols..(hf_row + 1) * cols]
+                                .copy_from_slice(&gguf[gguf_row * cols..(gguf_row + 1) * cols]);
+                        }
+                    }
+                }
+            }
+        }
+        let start = data.len();
+        for v in &values {
+            data.extend(v.to_le_bytes());
+        }
+        header.insert(
+            hf_name(name),
+            serde_json::json!({ "dtype": "F32", "shape": shape, "data_offsets": [start, data.len()] }),
+        );
+    }
+    let mut header = serde_json::to_vec(&header).unwrap();
+    while !header.len().is_multiple_of(8) {
+        header.push(b' ');
+    }
+    let mut file = (header.len() as u64).to_le_bytes().to_vec();
+    file.extend(header);
+    file.extend(data);
+    std::fs::write(dir.join("model.safetensors"), file).unwrap();
+}
+
+/// Folders that cannot load say why: an architecture this engine lacks,
+/// a config that promises more layers than the weights hold.
+#[test]
+fn hugging_face_folders_that_cannot_load_say_why() {
+    let dir = tempfile::tempdir().unwrap();
+    let tensors = write_gguf(&dir.path().join("tiny.gguf"), "llama");
+    let hf = dir.path().join("hf");
+    write_hf(&hf, "llama", &tensors);
+    let load = || {
+        let mut configs = BTreeMap::new();
+        configs.insert("m".to_string(), ModelConfig::at(&hf));
+        Models::load(&configs, Some(1)).map(|_| ()).unwrap_err().to_string()
+    };
+    let config_path = hf.join("config.json");
+    let config: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&config_path).unwrap()).unwrap();
+    let with = |key: &str, value: serde_json::Value| {
+        let mut c = config.clone();
+        c[key] = value;
+        std::fs::write(&config_path, c.to_string()).unwrap();
+    };
+    with("num_hidden_layers", serde_json::json!(LAYERS + 1));
+    let e = load();
+    assert!(e.contains(&format!("model.layers.{LAYERS}.")), "{e}");
+    with("model_type", serde_json::json!("gpt_neox"));
+    let e = load();
+    assert!(e.contains("gpt_neox"), "{e}");
+}
+
+/// A decoder as a Hugging Face folder computes what the same weights do as
+/// a GGUF file: the same token ids, the same logits (to f32 rounding: the
+/// two RoPE pairings order the sums differently), the same greedy text.
+#[tokio::test]
+async fn hugging_face_folders_match_gguf_files() {
+    for arch in ["llama", "qwen2"] {
+        let dir = tempfile::tempdir().unwrap();
+        let gguf = dir.path().join("tiny.gguf");
+        let tensors = write_gguf(&gguf, arch);
+        write_hf(&dir.path().join("hf"), arch, &tensors);
+        let mut configs = BTreeMap::new();
+        for (name, path) in [("gguf", gguf.clone()), ("hf", dir.path().join("hf"))] {
+            let mut config = ModelConfig::at(&path);
+            config.max_context = Some(128);
+            configs.insert(name.to_string(), config);
+        }
+        let models = Models::load(&configs, Some(2)).unwrap();
+        let (a, b) = (models.llm("gguf").unwrap(), models.llm("hf").unwrap());
+        assert!(b.model().config().rope_neox, "Hugging Face checkpoints rotate halves");
+        for p in PROMPTS {
+            assert_eq!(a.encode_prompt(p).unwrap(), b.encode_prompt(p).unwrap(), "{arch}: {p}");
+        }
+        let ids = a.encode_prompt("a much longer prompt of bytes").unwrap();
+        let logits = |m: &wafer_host_apis::model::LlmModel| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+            let mut kv = m.model().new_cache(1 << 20);
+            let blocks = kv.reserve(ids.len()).unwrap();
+            let step = wafer_host_apis::model::llama::SeqStep {
+                blocks: &blocks,
+                start: 0,
+                tokens: &ids,
+                logits: true,
+            };
+            m.model().forward(&mut kv, &[step], &pool).unwrap().remove(0)
+        };
+        let (la, lb) = (logits(a), logits(b));
+        let diff = la.iter().zip(&lb).map(|(x, y)| (x - y).abs()).fold(0.0f32, f32::max);
+        assert!(diff < 1e-3, "{arch}: logits differ by {diff}");
+        let mut ra = a.generate("t", ids.clone(), greedy(16), deadline()).unwrap();
+        let mut rb = b.generate("t", ids.clone(), greedy(16), deadline()).unwrap();
+        let (ta, tb) = (collect(&mut ra).await.unwrap(), collect(&mut rb).await.unwrap());
+        assert_eq!(ta.text, tb.text, "{arch}");
+        assert_eq!(ta.usage, tb.usage, "{arch}");
+    }
 }
 
 fn tiny(arch: &str, tweak: impl FnOnce(&mut ModelConfig)) -> (tempfile::TempDir, Models) {

@@ -124,6 +124,34 @@ impl LlamaConfig {
     }
 }
 
+/// Where a decoder's weights come from, by their GGUF names
+/// (`token_embd.weight`, `blk.N.attn_q.weight`, ...), shapes checked.
+pub trait DecoderWeights {
+    /// A 2-D weight `[rows, cols]` (output features × input features).
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<QMatrix, ModelError>;
+    /// A 1-D weight as f32.
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError>;
+    /// Whether the weight exists (optional ones: biases, a separate output).
+    fn has(&self, name: &str) -> bool;
+    /// Bytes of all weights.
+    fn total_bytes(&self) -> usize;
+}
+
+impl DecoderWeights for Gguf {
+    fn matrix(&self, name: &str, rows: usize, cols: usize) -> Result<QMatrix, ModelError> {
+        Ok(Gguf::matrix(self, name, rows, cols)?)
+    }
+    fn vector(&self, name: &str, len: usize) -> Result<Vec<f32>, ModelError> {
+        Ok(Gguf::vector(self, name, len)?)
+    }
+    fn has(&self, name: &str) -> bool {
+        self.tensors().contains_key(name)
+    }
+    fn total_bytes(&self) -> usize {
+        self.tensors().values().map(|t| t.len).sum()
+    }
+}
+
 struct Layer {
     attn_norm: Vec<f32>,
     wq: QMatrix,
@@ -174,47 +202,57 @@ impl Llama {
     /// Build from a GGUF file; `max_positions` bounds the RoPE table (and so
     /// the longest sequence this replica serves).
     pub fn from_gguf(gguf: &Gguf, max_positions: usize) -> Result<Self, ModelError> {
-        let cfg = LlamaConfig::from_gguf(gguf)?;
+        Self::from_weights(LlamaConfig::from_gguf(gguf)?, gguf, max_positions)
+    }
+
+    /// Build from any source of weights named as in GGUF files (a GGUF file,
+    /// or a Hugging Face folder through [`super::hf`]).
+    pub fn from_weights(
+        cfg: LlamaConfig,
+        weights: &dyn DecoderWeights,
+        max_positions: usize,
+    ) -> Result<Self, ModelError> {
         let (dim, q_dim, kv_dim, ffn) = (cfg.dim, cfg.q_dim(), cfg.kv_dim(), cfg.ffn_dim);
-        let embed = gguf.matrix("token_embd.weight", cfg.vocab, dim)?;
-        // Every matrix product gets the interleaved layout of the batched kernels; the
-        // embedding table is only read a row at a time and keeps the file's layout.
-        let output = match gguf.tensors().contains_key("output.weight") {
-            true => gguf.matrix("output.weight", cfg.vocab, dim)?,
+        let embed = weights.matrix("token_embd.weight", cfg.vocab, dim)?;
+        // Every matrix product gets the interleaved layout of the batched
+        // kernels; the embedding table is only read a row at a time and keeps
+        // the file's layout.
+        let output = match weights.has("output.weight") {
+            true => weights.matrix("output.weight", cfg.vocab, dim)?,
             false => embed.clone(),
         }
         .interleaved();
         let matrix = |name: &str, rows: usize, cols: usize| -> Result<QMatrix, ModelError> {
-            Ok(gguf.matrix(name, rows, cols)?.interleaved())
+            Ok(weights.matrix(name, rows, cols)?.interleaved())
         };
         let mut layers = Vec::with_capacity(cfg.n_layers);
         for i in 0..cfg.n_layers {
             let name = |t: &str| format!("blk.{i}.{t}");
-            let bias = match gguf.tensors().contains_key(&name("attn_q.bias")) {
+            let bias = match weights.has(&name("attn_q.bias")) {
                 true => Some([
-                    gguf.vector(&name("attn_q.bias"), q_dim)?,
-                    gguf.vector(&name("attn_k.bias"), kv_dim)?,
-                    gguf.vector(&name("attn_v.bias"), kv_dim)?,
+                    weights.vector(&name("attn_q.bias"), q_dim)?,
+                    weights.vector(&name("attn_k.bias"), kv_dim)?,
+                    weights.vector(&name("attn_v.bias"), kv_dim)?,
                 ]),
                 false => None,
             };
             layers.push(Layer {
-                attn_norm: gguf.vector(&name("attn_norm.weight"), dim)?,
+                attn_norm: weights.vector(&name("attn_norm.weight"), dim)?,
                 wq: matrix(&name("attn_q.weight"), q_dim, dim)?,
                 wk: matrix(&name("attn_k.weight"), kv_dim, dim)?,
                 wv: matrix(&name("attn_v.weight"), kv_dim, dim)?,
                 bias,
                 wo: matrix(&name("attn_output.weight"), dim, q_dim)?,
-                ffn_norm: gguf.vector(&name("ffn_norm.weight"), dim)?,
+                ffn_norm: weights.vector(&name("ffn_norm.weight"), dim)?,
                 gate: matrix(&name("ffn_gate.weight"), ffn, dim)?,
                 up: matrix(&name("ffn_up.weight"), ffn, dim)?,
                 down: matrix(&name("ffn_down.weight"), dim, ffn)?,
             });
         }
-        let norm = gguf.vector("output_norm.weight", dim)?;
+        let norm = weights.vector("output_norm.weight", dim)?;
         let positions = max_positions.min(cfg.context_length).max(1);
         let rope = Rope::new(cfg.rope_dim, cfg.rope_base, positions, cfg.rope_neox);
-        let weight_bytes = gguf.tensors().values().map(|t| t.len).sum();
+        let weight_bytes = weights.total_bytes();
         Ok(Llama {
             cfg,
             embed,

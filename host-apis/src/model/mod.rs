@@ -37,6 +37,7 @@ pub mod bert;
 pub mod chat_template;
 pub mod embedder;
 pub mod gguf;
+pub mod hf;
 pub mod kernels;
 pub mod kv_cache;
 pub mod llama;
@@ -106,8 +107,9 @@ pub enum ModelError {
 pub enum ModelFormat {
     /// A GGUF file (decoders).
     Gguf,
-    /// A folder with `config.json`, `*.safetensors`, `tokenizer.json`
-    /// (encoders).
+    /// A folder with `config.json`, `*.safetensors`, `tokenizer.json`:
+    /// a decoder when `config.json`'s `model_type` is llama, mistral or
+    /// qwen2, else a BERT encoder (sentence-transformers layout).
     Safetensors,
 }
 
@@ -506,32 +508,20 @@ fn load_one(name: &str, config: &ModelConfig, pool: &Arc<rayon::ThreadPool>) -> 
         ModelFormat::Gguf => {
             let file = gguf::Gguf::open(&config.path)?;
             let max_context = config.max_context.unwrap_or(DEFAULT_MAX_CONTEXT);
-            let model = Arc::new(llama::Llama::from_gguf(&file, max_context)?);
-            let tokenizer = Arc::new(load_tokenizer(&file, &config.path)?);
-            let special = tokenizer.special();
-            let source = file.opt_str("tokenizer.chat_template").unwrap_or(chat_template::CHATML);
-            let template = ChatTemplate::new(source, &special.bos_text, &special.eos_text)?;
-            let replicas = (0..config.replicas.max(1))
-                .map(|i| {
-                    Scheduler::start(
-                        &format!("{name}-{i}"),
-                        model.clone(),
-                        tokenizer.clone(),
-                        pool.clone(),
-                        config.scheduler(),
-                    )
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            LoadedModel::Llm(Arc::new(LlmModel {
-                name: name.into(),
-                model,
-                tokenizer,
-                template,
-                replicas,
-                max_tokens_cap: config.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS_CAP).max(1),
-            }))
+            let model = llama::Llama::from_gguf(&file, max_context)?;
+            let tokenizer = load_tokenizer(&file, &config.path)?;
+            let template = file.opt_str("tokenizer.chat_template").map(str::to_owned);
+            start_llm(name, config, pool, model, tokenizer, template)?
+        }
+        ModelFormat::Safetensors if hf::is_decoder(&config.path) => {
+            let folder = hf::HfFolder::open(&config.path)?;
+            let max_context = config.max_context.unwrap_or(DEFAULT_MAX_CONTEXT);
+            let model = llama::Llama::from_weights(folder.config()?, &folder, max_context)?;
+            let tokenizer = folder.tokenizer()?;
+            start_llm(name, config, pool, model, tokenizer, folder.chat_template())?
         }
         ModelFormat::Safetensors => {
+            hf::check_supported(&config.path)?;
             let model = Arc::new(bert::BertModel::load(&config.path)?);
             LoadedModel::Embeddings(Embedder::start(
                 name,
@@ -548,6 +538,41 @@ fn load_one(name: &str, config: &ModelConfig, pool: &Arc<rayon::ThreadPool>) -> 
         "model loaded"
     );
     Ok(loaded)
+}
+
+/// Schedulers for a loaded decoder. `template` is the model's chat template
+/// (ChatML when it has none).
+fn start_llm(
+    name: &str,
+    config: &ModelConfig,
+    pool: &Arc<rayon::ThreadPool>,
+    model: llama::Llama,
+    tokenizer: tokenizer::Tokenizer,
+    template: Option<String>,
+) -> Result<LoadedModel, ModelError> {
+    let (model, tokenizer) = (Arc::new(model), Arc::new(tokenizer));
+    let special = tokenizer.special();
+    let source = template.as_deref().unwrap_or(chat_template::CHATML);
+    let template = ChatTemplate::new(source, &special.bos_text, &special.eos_text)?;
+    let replicas = (0..config.replicas.max(1))
+        .map(|i| {
+            Scheduler::start(
+                &format!("{name}-{i}"),
+                model.clone(),
+                tokenizer.clone(),
+                pool.clone(),
+                config.scheduler(),
+            )
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(LoadedModel::Llm(Arc::new(LlmModel {
+        name: name.into(),
+        model,
+        tokenizer,
+        template,
+        replicas,
+        max_tokens_cap: config.max_tokens.unwrap_or(DEFAULT_MAX_TOKENS_CAP).max(1),
+    })))
 }
 
 /// A `tokenizer.json` next to the GGUF file wins over the GGUF metadata.

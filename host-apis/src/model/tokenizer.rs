@@ -85,6 +85,37 @@ impl Tokenizer {
         Ok(Tokenizer { inner, special })
     }
 
+    /// Load a Hugging Face `tokenizer.json`. BOS and EOS are named by text
+    /// (`tokenizer_config.json`), `eos_ids` come from the model's config;
+    /// end-of-turn tokens (`<|im_end|>`, `<|eot_id|>`, ...) found in the
+    /// vocabulary end generations too, as for GGUF files.
+    pub fn from_hf(
+        path: &Path,
+        bos_text: Option<&str>,
+        eos_text: Option<&str>,
+        eos_ids: &[u32],
+        add_bos: bool,
+    ) -> Result<Self, TokenizerError> {
+        let inner = tokenizers::Tokenizer::from_file(path)
+            .map_err(|e| TokenizerError::Tokenizers(format!("{}: {e}", path.display())))?;
+        let bos = bos_text.and_then(|t| inner.token_to_id(t));
+        let eos = eos_text.and_then(|t| inner.token_to_id(t)).or(eos_ids.first().copied());
+        let mut end_of_generation: Vec<u32> = eos.into_iter().chain(eos_ids.iter().copied()).collect();
+        end_of_generation.extend(END_OF_TURN.iter().filter_map(|t| inner.token_to_id(t)));
+        end_of_generation.sort_unstable();
+        end_of_generation.dedup();
+        let text = |id: Option<u32>| id.and_then(|i| inner.id_to_token(i)).unwrap_or_default();
+        let special = SpecialTokens {
+            bos,
+            eos,
+            add_bos: add_bos && bos.is_some(),
+            end_of_generation,
+            bos_text: text(bos),
+            eos_text: text(eos),
+        };
+        Ok(Tokenizer { inner, special })
+    }
+
     /// Build from a GGUF file's `tokenizer.ggml.*` metadata.
     pub fn from_gguf(gguf: &Gguf) -> Result<Self, TokenizerError> {
         let meta = |e: super::gguf::GgufError| TokenizerError::Metadata(e.to_string());
