@@ -7,7 +7,8 @@ engine called directly (`llm_bench`'s `aggregate_decode_tok_s_by_streams`).
 
 Each request: greedy, `max_tokens` tokens, `?stream=false`, a prompt that does
 not end early (checked: finish must be "length"). Aggregate tokens/s =
-completion tokens summed over the requests / wall time. Prints JSON.
+completion tokens summed over the requests / wall time, best of 2 after one
+warm-up generation (llm_bench measures the engine the same way). Prints JSON.
 """
 import argparse
 import json
@@ -47,22 +48,25 @@ def main():
         url = f"http://127.0.0.1:{args.port}/chat?stream=false"
         body = {"messages": [{"role": "user", "content": "Write a very long, detailed essay about the history of the Roman Empire."}],
                 "temperature": 0, "max_tokens": args.tokens}
-        post(url, {**body, "max_tokens": 4})  # warm-up
+        post(url, body)  # warm-up: a whole generation, as llm_bench's warm run
         results = {}
         for streams in [1, 4, 8, 16]:
-            replies = []
-            def one():
-                replies.append(post(url, body))
-            threads = [threading.Thread(target=one) for _ in range(streams)]
-            t = time.perf_counter()
-            for th in threads:
-                th.start()
-            for th in threads:
-                th.join()
-            elapsed = time.perf_counter() - t
-            tokens = sum(r["usage"]["completion_tokens"] for r in replies)
-            assert all(r["finish"] == "length" for r in replies), replies[0]
-            results[str(streams)] = tokens / elapsed
+            best = 0.0
+            for _ in range(2):  # best of 2, as llm_bench
+                replies = []
+                def one():
+                    replies.append(post(url, body))
+                threads = [threading.Thread(target=one) for _ in range(streams)]
+                t = time.perf_counter()
+                for th in threads:
+                    th.start()
+                for th in threads:
+                    th.join()
+                elapsed = time.perf_counter() - t
+                tokens = sum(r["usage"]["completion_tokens"] for r in replies)
+                assert all(r["finish"] == "length" for r in replies), replies[0]
+                best = max(best, tokens / elapsed)
+            results[str(streams)] = best
         print(json.dumps({"engine": "wafer function (examples/chat over HTTP)", "max_tokens": args.tokens,
                           "aggregate_decode_tok_s_by_streams": results}))
     finally:

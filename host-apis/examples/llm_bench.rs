@@ -2,7 +2,8 @@
 //! decoder directly (the method of `bench/llm/peers.py`: a 128-token prompt
 //! on a fresh cache, then 128 greedy single-token steps, best of 3), then
 //! aggregate decode tokens/s through the continuous-batching scheduler with
-//! 1, 4, 8 and 16 concurrent generations, each on the chat prompt that
+//! 1, 4, 8 and 16 concurrent generations (best of 2 after a warm-up
+//! generation), each on the chat prompt that
 //! `bench/llm/function_path.py` sends the `chat` function (same template,
 //! same tokens), so the two paths run the same work. Prints JSON.
 //!
@@ -85,6 +86,14 @@ fn main() {
         .build()
         .unwrap();
     let mut concurrent = BTreeMap::new();
+    let mut step_ms = BTreeMap::new();
+    let step_stats = || {
+        let s = llm.replicas()[0].stats();
+        (
+            s.steps.load(std::sync::atomic::Ordering::Relaxed),
+            s.step_ns.load(std::sync::atomic::Ordering::Relaxed),
+        )
+    };
     for streams in [1usize, 4, 8, 16] {
         // What examples/chat sends for function_path.py's request.
         let message = |role: &str, content: &str| ChatMessage {
@@ -105,22 +114,35 @@ fn main() {
             max_tokens: decode_tokens,
             ..Default::default()
         };
-        let deadline = Instant::now() + Duration::from_secs(600);
-        let t = Instant::now();
-        let total: u32 = runtime.block_on(async {
-            let mut rxs: Vec<_> = (0..streams)
-                .map(|i| {
-                    llm.generate(&format!("t{i}"), chat.clone(), params.clone(), deadline)
-                        .unwrap()
-                })
-                .collect();
-            let mut total = 0;
-            for rx in &mut rxs {
-                total += collect(rx).await.unwrap().usage.completion;
-            }
-            total
-        });
-        concurrent.insert(streams.to_string(), total as f64 / t.elapsed().as_secs_f64());
+        let run = || {
+            let deadline = Instant::now() + Duration::from_secs(600);
+            let t = Instant::now();
+            let total: u32 = runtime.block_on(async {
+                let mut rxs: Vec<_> = (0..streams)
+                    .map(|i| {
+                        llm.generate(&format!("t{i}"), chat.clone(), params.clone(), deadline)
+                            .unwrap()
+                    })
+                    .collect();
+                let mut total = 0;
+                for rx in &mut rxs {
+                    total += collect(rx).await.unwrap().usage.completion;
+                }
+                total
+            });
+            total as f64 / t.elapsed().as_secs_f64()
+        };
+        if streams == 1 {
+            run(); // warm-up: a whole generation, as function_path.py's
+        }
+        let (steps0, ns0) = step_stats();
+        // Best of 2, as function_path.py.
+        concurrent.insert(streams.to_string(), run().max(run()));
+        let (steps1, ns1) = step_stats();
+        step_ms.insert(
+            streams.to_string(),
+            (ns1 - ns0) as f64 / 1e6 / (steps1 - steps0).max(1) as f64,
+        );
     }
     let limit = 20e9 / model.bytes_per_decode() as f64;
     println!(
@@ -132,6 +154,7 @@ fn main() {
             "prefill_tok_s": best_prefill,
             "decode_tok_s": best_decode,
             "aggregate_decode_tok_s_by_streams": concurrent,
+            "mean_step_ms_by_streams": step_ms,
             "bytes_per_decode_token": model.bytes_per_decode(),
             "decode_limit_tok_s_at_20GBps": limit,
         })

@@ -344,6 +344,8 @@ pub struct ModelInfo {
     pub steps: u64,
     /// Mean sequences per step (llm).
     pub mean_batch: f64,
+    /// Seconds spent in forward steps since start, sampling included (llm).
+    pub step_seconds: f64,
     /// Sequences running now (llm).
     pub running: usize,
     /// Requests waiting now (llm).
@@ -448,6 +450,7 @@ impl Models {
                     prompt_tokens: 0,
                     steps: 0,
                     mean_batch: 0.0,
+                    step_seconds: 0.0,
                     running: 0,
                     waiting: 0,
                 };
@@ -465,6 +468,7 @@ impl Models {
                             info.running += s.running.load(Relaxed);
                             info.waiting += s.waiting.load(Relaxed);
                             batch_sum += s.batch_sum.load(Relaxed);
+                            info.step_seconds += s.step_ns.load(Relaxed) as f64 / 1e9;
                         }
                         info.mean_batch = if info.steps > 0 {
                             batch_sum as f64 / info.steps as f64

@@ -176,6 +176,8 @@ pub struct SchedulerStats {
     pub max_batch_seen: AtomicUsize,
     /// Sequence-steps summed over steps (mean batch = this / steps).
     pub batch_sum: AtomicU64,
+    /// Nanoseconds spent in forward steps (sampling included).
+    pub step_ns: AtomicU64,
 }
 
 /// The handle to one replica's scheduler thread.
@@ -495,6 +497,7 @@ impl Worker {
         // The whole pass runs inside the pool: each matrix product's parallel
         // region then costs ~10 µs instead of ~30 µs from outside it, and a
         // decode step has ~150 of them.
+        let step_started = Instant::now();
         let (model, kv, pool) = (&self.model, &mut self.kv, &self.pool);
         let result = std::panic::catch_unwind(AssertUnwindSafe(|| pool.install(|| model.forward(kv, &steps, pool))));
         drop(steps);
@@ -559,6 +562,8 @@ impl Worker {
                 finished.push((i, Ok(FinishReason::Length)));
             }
         }
+        let step_ns = u64::try_from(step_started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.step_ns.fetch_add(step_ns, Ordering::Relaxed);
         // Highest index first so swap_remove leaves the others in place.
         finished.sort_by_key(|f| std::cmp::Reverse(f.0));
         for (i, outcome) in finished {

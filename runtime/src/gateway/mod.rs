@@ -61,7 +61,7 @@ type ModelSeries = (
 fn model_metrics(models: &[wafer_host_apis::model::ModelInfo]) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
-    let series: [ModelSeries; 5] = [
+    let series: [ModelSeries; 6] = [
         ("wafer_model_generated_tokens", "counter", "Tokens sampled.", |m| {
             m.generated_tokens as f64
         }),
@@ -69,6 +69,12 @@ fn model_metrics(models: &[wafer_host_apis::model::ModelInfo]) -> String {
             m.prompt_tokens as f64
         }),
         ("wafer_model_steps", "counter", "Forward steps run.", |m| m.steps as f64),
+        (
+            "wafer_model_step_seconds",
+            "counter",
+            "Seconds spent in forward steps, sampling included.",
+            |m| m.step_seconds,
+        ),
         ("wafer_model_running", "gauge", "Sequences in the batch.", |m| {
             m.running as f64
         }),
