@@ -195,11 +195,7 @@ impl HfFolder {
         let dim = int("hidden_size")?;
         let n_heads = int("num_attention_heads")?;
         let n_kv_heads = int("num_key_value_heads").unwrap_or(n_heads);
-        if n_heads == 0 || n_kv_heads == 0 || dim % n_heads != 0 || n_heads % n_kv_heads != 0 {
-            return Err(ModelError::Invalid(format!(
-                "{n_heads} heads, {n_kv_heads} kv heads, width {dim}"
-            )));
-        }
+        super::llama::check_heads(dim, n_heads, n_kv_heads)?;
         let head_dim = int("head_dim").unwrap_or(dim / n_heads);
         let vocab = int("vocab_size")?;
         if vocab == 0 || !head_dim.is_multiple_of(2) {

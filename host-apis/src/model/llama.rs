@@ -47,6 +47,16 @@ pub struct LlamaConfig {
     pub rope_neox: bool,
 }
 
+/// Heads must divide the width, and key/value heads the query heads.
+pub(crate) fn check_heads(dim: usize, n_heads: usize, n_kv_heads: usize) -> Result<(), ModelError> {
+    if n_heads == 0 || n_kv_heads == 0 || !dim.is_multiple_of(n_heads) || !n_heads.is_multiple_of(n_kv_heads) {
+        return Err(ModelError::Invalid(format!(
+            "{n_heads} heads, {n_kv_heads} kv heads, width {dim}"
+        )));
+    }
+    Ok(())
+}
+
 impl LlamaConfig {
     /// Read from metadata; names the key when one is missing.
     pub fn from_gguf(gguf: &Gguf) -> Result<Self, ModelError> {
@@ -72,11 +82,7 @@ impl LlamaConfig {
         let n_kv_heads = gguf
             .opt_u64(&key("attention.head_count_kv"))
             .map_or(n_heads, |v| v as usize);
-        if n_heads == 0 || n_kv_heads == 0 || dim % n_heads != 0 || n_heads % n_kv_heads != 0 {
-            return Err(ModelError::Invalid(format!(
-                "{n_heads} heads, {n_kv_heads} kv heads, width {dim}"
-            )));
-        }
+        check_heads(dim, n_heads, n_kv_heads)?;
         let head_dim = gguf
             .opt_u64(&key("attention.key_length"))
             .map_or(dim / n_heads, |v| v as usize);

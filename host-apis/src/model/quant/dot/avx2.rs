@@ -279,6 +279,12 @@ fn dot_f32_kernel(a: &[f32], b: &[f32]) -> f32 {
     )) + tail
 }
 
+/// Whether the attention kernels take a head of width `hd` at `off` in rows
+/// of `kv_dim` (AVX2 present, whole 8-wide vectors, inside the row).
+fn simd_head((kv_dim, off, hd): (usize, usize, usize)) -> bool {
+    cpu::simd() && hd > 0 && hd.is_multiple_of(8) && off + hd <= kv_dim
+}
+
 /// Attention scores of `group` query heads (`q`: `group * hd` values) against positions
 /// `0..len` of one key/value head: `keys` are cache blocks of `kv_dim`-wide positions and the
 /// head's keys sit at `off..off + hd` of each. Writes `scores[g * len + p] = scale * q_g . k_p`.
@@ -293,7 +299,7 @@ pub(crate) fn attn_scores(
     scale: f32,
     scores: &mut [f32],
 ) -> bool {
-    if !cpu::simd() || hd == 0 || !hd.is_multiple_of(8) || off + hd > kv_dim || scores.len() < q.len() / hd * len {
+    if !simd_head((kv_dim, off, hd)) || scores.len() < q.len() / hd * len {
         return false;
     }
     // SAFETY: `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
@@ -338,7 +344,7 @@ pub(crate) fn attn_values(
     len: usize,
     out: &mut [f32],
 ) -> bool {
-    if !cpu::simd() || hd == 0 || !hd.is_multiple_of(8) || off + hd > kv_dim || w.len() < out.len() / hd * len {
+    if !simd_head((kv_dim, off, hd)) || w.len() < out.len() / hd * len {
         return false;
     }
     // SAFETY: `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
