@@ -449,9 +449,16 @@ async fn deadlines_limits_and_bad_params_are_errors_not_hangs() {
     assert!(
         matches!(llm.generate("t", ids.clone(), bad, deadline()), Err(EngineError::InvalidParams(m)) if m.contains("top-p"))
     );
-    // max_tokens is cut to what fits in the sequence.
+    // max_tokens is cut to what fits in the sequence: the generation ends
+    // at the 512th position at the latest, with `length` if it gets there.
+    let fits = 512 - ids.len();
     let mut rx = llm.generate("t", ids, greedy(100_000), deadline()).unwrap();
-    drop(rx.recv().await);
+    let done = collect(&mut rx).await.unwrap();
+    let completion = done.usage.completion as usize;
+    assert!(completion <= fits, "{completion} tokens after the prompt; {fits} fit");
+    if done.finish == FinishReason::Length {
+        assert_eq!(completion, fits);
+    }
 }
 
 #[test]
