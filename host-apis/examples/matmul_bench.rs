@@ -23,7 +23,11 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
         .collect();
     // Sane f16 scales: every block starts with d (and m) = 0.01.
     let bb = ty.block_bytes();
-    let scales = if ty == GgmlType::Q4_1 { 2 } else { 1 };
+    let scales = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K) {
+        2
+    } else {
+        1
+    };
     for blk in data.chunks_exact_mut(bb) {
         for s in 0..scales {
             blk[2 * s..2 * s + 2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
@@ -70,6 +74,33 @@ fn main() {
                 "interleaved {interleaved:5} tokens {tokens:2}: {:6.1} G MAC/s, {:6.1} tokens/s of matmul",
                 macs / secs / 1e9,
                 tokens as f64 / secs
+            );
+        }
+    }
+    // Q4_K (Qwen2.5's k-quant) on a Qwen2.5-0.5B feed-forward shape: the f32 path (widen each
+    // row, f32 dots) against the interleaved group kernels.
+    for interleaved in [false, true] {
+        let (rows, cols) = (896, 4864);
+        let mut m = random_matrix(GgmlType::Q4K, rows, cols, 7);
+        if interleaved {
+            m = m.interleaved();
+        }
+        for tokens in [1usize, 8] {
+            let x: Vec<f32> = (0..tokens * cols)
+                .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
+                .collect();
+            let acts = Activations::prepare(&x, tokens, cols, &[GgmlType::Q4K]).unwrap();
+            let mut out = vec![0f32; tokens * rows];
+            matmul(&[&m], &acts, &mut [out.as_mut_slice()], &pool).unwrap();
+            let reps = 50;
+            let t = Instant::now();
+            for _ in 0..reps {
+                matmul(&[&m], &acts, &mut [out.as_mut_slice()], &pool).unwrap();
+            }
+            let secs = t.elapsed().as_secs_f64() / reps as f64;
+            println!(
+                "Q4_K {rows}x{cols} interleaved {interleaved:5} tokens {tokens}: {:6.1} G MAC/s",
+                (rows * cols * tokens) as f64 / secs / 1e9
             );
         }
     }

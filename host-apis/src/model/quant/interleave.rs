@@ -20,9 +20,14 @@
 //!   by 8 is exact in f16; a scale that would overflow leaves the matrix in GGML layout.
 //! - Q8_0: `d[8]` f16, then eight registers `P_c` (c = 0..8): bytes `4r..4r+4` of `P_c` are
 //!   quants `4c..4c+4` of row r.
+//! - Q4_K: each 32-column sub-block of a 256-column super-block is a Q4_1 block whose scale
+//!   `d * sc` and min `-dmin * m` are exact only in f32, so the layout is Q4_1's with `d[8]`
+//!   and `m[8]` as f32 (the nibbles repacked into Q4_1's order). The kernels then multiply
+//!   Q4_K weights with 8-bit activations like the legacy types, exactly.
 
 use super::GgmlType;
-use super::types::QK;
+use super::dequant::{f16_at, scale_min_k4};
+use super::types::{QK, QK_K};
 
 /// Rows per group.
 pub(crate) const GROUP: usize = 8;
@@ -32,6 +37,7 @@ pub(crate) fn group_block_bytes(ty: GgmlType) -> Option<usize> {
     match ty {
         GgmlType::Q4_0 | GgmlType::Q4_1 => Some(2 * 16 + 4 * 32),
         GgmlType::Q8_0 => Some(16 + 8 * 32),
+        GgmlType::Q4K => Some(2 * 32 + 4 * 32),
         _ => None,
     }
 }
@@ -43,6 +49,9 @@ pub(crate) fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) ->
     let gbb = group_block_bytes(ty)?;
     if rows == 0 || !rows.is_multiple_of(GROUP) || !cols.is_multiple_of(QK) {
         return None;
+    }
+    if ty == GgmlType::Q4K {
+        return interleave_q4_k(rows, cols, data);
     }
     let (nb, bb) = (cols / QK, ty.block_bytes());
     let row_bytes = nb * bb;
@@ -80,6 +89,46 @@ pub(crate) fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) ->
                     push_quads(&mut out, 8, &block, 2);
                 }
             }
+        }
+    }
+    Some(out)
+}
+
+/// Q4_K rows as Q4_1 blocks with f32 scales (see the module docs).
+fn interleave_q4_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
+    if !cols.is_multiple_of(QK_K) {
+        return None;
+    }
+    let (supers, bb) = (cols / QK_K, GgmlType::Q4K.block_bytes());
+    let row_bytes = supers * bb;
+    if data.len() != rows * row_bytes {
+        return None;
+    }
+    // Per row and 32-column block: (d, m, 16 quant bytes in Q4_1 order).
+    let block = |r: usize, b: usize| -> (f32, f32, [u8; 16]) {
+        let x = &data[r * row_bytes + (b / 8) * bb..][..bb];
+        let (d, dmin) = (f16_at(x, 0), f16_at(x, 2));
+        let j = b % 8;
+        let (sc, m) = scale_min_k4(j, &x[4..16]);
+        // Sub-blocks 2g and 2g + 1 share bytes 32g..32g+32: low and high nibbles.
+        let q = &x[16 + 32 * (j / 2)..][..32];
+        let e = |l: usize| if j.is_multiple_of(2) { q[l] & 0x0F } else { q[l] >> 4 };
+        let packed = std::array::from_fn(|i| e(i) | (e(i + 16) << 4));
+        (d * sc as f32, -(dmin * m as f32), packed)
+    };
+    let nb = cols / QK;
+    let gbb = group_block_bytes(GgmlType::Q4K)?;
+    let mut out = Vec::with_capacity(rows / GROUP * nb * gbb);
+    for g in 0..rows / GROUP {
+        for b in 0..nb {
+            let blocks: [(f32, f32, [u8; 16]); GROUP] = std::array::from_fn(|r| block(g * GROUP + r, b));
+            blocks
+                .iter()
+                .for_each(|(d, _, _)| out.extend_from_slice(&d.to_le_bytes()));
+            blocks
+                .iter()
+                .for_each(|(_, m, _)| out.extend_from_slice(&m.to_le_bytes()));
+            push_quads(&mut out, 4, &|r| &blocks[r].2[..], 0);
         }
     }
     Some(out)

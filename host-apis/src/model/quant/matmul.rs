@@ -199,6 +199,14 @@ fn run_chunk(jobs: Vec<Job<'_>>, x: &Activations, simd: bool) {
         match act_kind(job.w.ty()) {
             ActKind::Q8 => run_q8(&mut job, x, simd),
             ActKind::F32 => {
+                // Interleaved k-quants take the group kernels when the chunk is whole groups
+                // (always, unless a weight before this one in the call has rows that are not
+                // a multiple of 8) and the 8-bit activations were prepared.
+                let nrows = job.outs.first().map_or(0, |o| o.len());
+                let whole = job.r0.is_multiple_of(GROUP) && nrows.is_multiple_of(GROUP);
+                if simd && job.w.is_interleaved() && whole && run_groups(&mut job, x, 0, nrows / GROUP) {
+                    continue;
+                }
                 let len = ROW_STEP * x.cols();
                 with_scratch(len, |scratch| run_f32(&mut job, x, simd, scratch));
             }

@@ -60,34 +60,42 @@ pub(crate) fn dot_groups(
     let row = |t: usize| -> Y<'_> {
         let (q, d) = (&a.qs[t * cols..(t + 1) * cols], &a.d[t * nb..(t + 1) * nb]);
         match ty {
-            GgmlType::Q4_0 => (q, d, &a.dsum[t * nb..(t + 1) * nb]),
-            _ => (q, d, &a.s[t * nb..(t + 1) * nb]),
+            // Q4_1's min term uses ggml's f16-rounded `s`; the others' mins are
+            // exact in f32, so they take the exact sum.
+            GgmlType::Q4_1 => (q, d, &a.s[t * nb..(t + 1) * nb]),
+            _ => (q, d, &a.dsum[t * nb..(t + 1) * nb]),
         }
     };
     macro_rules! run {
-        ($q8:expr) => {
+        ($kind:expr) => {
             match outs.len() {
-                8 => run_n::<$q8, 8>(w, group_bytes, t0, row, outs, at),
-                7 => run_n::<$q8, 7>(w, group_bytes, t0, row, outs, at),
-                6 => run_n::<$q8, 6>(w, group_bytes, t0, row, outs, at),
-                5 => run_n::<$q8, 5>(w, group_bytes, t0, row, outs, at),
-                4 => run_n::<$q8, 4>(w, group_bytes, t0, row, outs, at),
-                3 => run_n::<$q8, 3>(w, group_bytes, t0, row, outs, at),
-                2 => run_n::<$q8, 2>(w, group_bytes, t0, row, outs, at),
-                1 => run_n::<$q8, 1>(w, group_bytes, t0, row, outs, at),
+                8 => run_n::<$kind, 8>(w, group_bytes, t0, row, outs, at),
+                7 => run_n::<$kind, 7>(w, group_bytes, t0, row, outs, at),
+                6 => run_n::<$kind, 6>(w, group_bytes, t0, row, outs, at),
+                5 => run_n::<$kind, 5>(w, group_bytes, t0, row, outs, at),
+                4 => run_n::<$kind, 4>(w, group_bytes, t0, row, outs, at),
+                3 => run_n::<$kind, 3>(w, group_bytes, t0, row, outs, at),
+                2 => run_n::<$kind, 2>(w, group_bytes, t0, row, outs, at),
+                1 => run_n::<$kind, 1>(w, group_bytes, t0, row, outs, at),
                 _ => return false,
             }
         };
     }
     match ty {
-        GgmlType::Q8_0 => run!(true),
-        _ => run!(false),
+        GgmlType::Q8_0 => run!(KIND_Q8),
+        GgmlType::Q4K => run!(KIND_Q4_F32),
+        _ => run!(KIND_Q4),
     }
     true
 }
 
+/// Group layouts: 4-bit with f16 scales (Q4_0, Q4_1), 4-bit with f32 scales (Q4_K), 8-bit.
+const KIND_Q4: u8 = 0;
+const KIND_Q4_F32: u8 = 1;
+const KIND_Q8: u8 = 2;
+
 #[inline(always)]
-fn run_n<'a, const Q8: bool, const N: usize>(
+fn run_n<'a, const KIND: u8, const N: usize>(
     w: &[u8],
     group_bytes: usize,
     t0: usize,
@@ -97,13 +105,13 @@ fn run_n<'a, const Q8: bool, const N: usize>(
 ) {
     let ys: [Y<'a>; N] = std::array::from_fn(|k| row(t0 + k));
     // SAFETY: only reached after `cpu::simd()` confirmed AVX2, FMA and F16C at runtime.
-    unsafe { groups_kernel::<Q8, N>(w, group_bytes, &ys, outs, at) };
+    unsafe { groups_kernel::<KIND, N>(w, group_bytes, &ys, outs, at) };
 }
 
 /// Every group of `w` against `N` tokens; the group loop sits inside the target-feature
 /// function so one call covers a whole chunk of rows (per-call overhead matters at one token).
 #[target_feature(enable = "avx2,fma,f16c")]
-fn groups_kernel<const Q8: bool, const N: usize>(
+fn groups_kernel<const KIND: u8, const N: usize>(
     w: &[u8],
     group_bytes: usize,
     ys: &[Y<'_>; N],
@@ -111,9 +119,10 @@ fn groups_kernel<const Q8: bool, const N: usize>(
     at: usize,
 ) {
     for (g, group) in w.chunks_exact(group_bytes).enumerate() {
-        let acc = match Q8 {
-            true => q8_group::<N>(group, ys),
-            false => q4_group::<N>(group, ys),
+        let acc = match KIND {
+            KIND_Q8 => q8_group::<N>(group, ys),
+            KIND_Q4_F32 => q4_group::<N, true>(group, ys),
+            _ => q4_group::<N, false>(group, ys),
         };
         for (out, acc) in outs.iter_mut().zip(acc) {
             let dst: &mut [f32; GROUP] = match (&mut out[at + g * GROUP..at + (g + 1) * GROUP]).try_into() {
@@ -126,21 +135,28 @@ fn groups_kernel<const Q8: bool, const N: usize>(
     }
 }
 
-/// One group of 4-bit rows (Q4_0 or Q4_1 layout) against `N` tokens.
+/// One group of 4-bit rows (Q4_0/Q4_1 layout, or Q4_K's with f32 scales) against `N` tokens.
 ///
 /// Per block and token the eight `maddubs` products (at most 2 * 15 * 128 = 3840 each) are
 /// summed in 16-bit lanes, which cannot overflow (8 * 3840 < 32768), before one widening
 /// `madd`: half the instructions of widening each product.
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn q4_group<const N: usize>(group: &[u8], ys: &[Y<'_>; N]) -> [__m256; N] {
+fn q4_group<const N: usize, const F32_SCALES: bool>(group: &[u8], ys: &[Y<'_>; N]) -> [__m256; N] {
     let m4 = _mm256_set1_epi8(0x0F);
     let ones = _mm256_set1_epi16(1);
     let mut acc = [_mm256_setzero_ps(); N];
-    for (b, blk) in group.chunks_exact(2 * 16 + 4 * 32).enumerate() {
-        let d = _mm256_cvtph_ps(load16(&blk[0..16]));
-        let m = _mm256_cvtph_ps(load16(&blk[16..32]));
-        let p: [__m256i; 4] = std::array::from_fn(|c| load32(&blk[32 + 32 * c..64 + 32 * c]));
+    // Scales and mins: eight f16 each, or eight f32 each.
+    let sb = if F32_SCALES { 32 } else { 16 };
+    for (b, blk) in group.chunks_exact(2 * sb + 4 * 32).enumerate() {
+        let (d, m) = match F32_SCALES {
+            true => (load8_f32(&blk[0..32]), load8_f32(&blk[32..64])),
+            false => (
+                _mm256_cvtph_ps(load16(&blk[0..16])),
+                _mm256_cvtph_ps(load16(&blk[16..32])),
+            ),
+        };
+        let p: [__m256i; 4] = std::array::from_fn(|c| load32(&blk[2 * sb + 32 * c..2 * sb + 32 * (c + 1)]));
         let lo = p.map(|v| _mm256_and_si256(v, m4));
         let hi = p.map(|v| _mm256_and_si256(_mm256_srli_epi16(v, 4), m4));
         for (acc, &(qs, dy, mf)) in acc.iter_mut().zip(ys) {
@@ -186,6 +202,13 @@ fn q8_group<const N: usize>(group: &[u8], ys: &[Y<'_>; N]) -> [__m256; N] {
         }
     }
     acc
+}
+
+/// Eight little-endian f32 (zeros for a slice of another length).
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn load8_f32(src: &[u8]) -> __m256 {
+    _mm256_castsi256_ps(load32(src))
 }
 
 /// Activation bytes `4c..4c+4` of a 32-byte block, broadcast to all eight lanes.
