@@ -29,8 +29,14 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
         1
     };
     for blk in data.chunks_exact_mut(bb) {
+        let d = half::f16::from_f32(0.01).to_le_bytes();
+        if ty == GgmlType::Q6K {
+            // Q6_K keeps its scale at the end of the block.
+            blk[bb - 2..].copy_from_slice(&d);
+            continue;
+        }
         for s in 0..scales {
-            blk[2 * s..2 * s + 2].copy_from_slice(&half::f16::from_f32(0.01).to_le_bytes());
+            blk[2 * s..2 * s + 2].copy_from_slice(&d);
         }
     }
     QMatrix::new(ty, rows, cols, Bytes::from(data)).unwrap()
@@ -77,11 +83,16 @@ fn main() {
             );
         }
     }
-    // Q4_K (Qwen2.5's k-quant) on a Qwen2.5-0.5B feed-forward shape: the f32 path (widen each
-    // row, f32 dots) against the interleaved group kernels.
-    for interleaved in [false, true] {
+    // Q4_K and Q6_K (the k-quants of Qwen2.5's Q4_K_M files) on a Qwen2.5-0.5B feed-forward
+    // shape: the f32 path (widen each row, f32 dots) against the interleaved group kernels.
+    for (ty, interleaved) in [
+        (GgmlType::Q4K, false),
+        (GgmlType::Q4K, true),
+        (GgmlType::Q6K, false),
+        (GgmlType::Q6K, true),
+    ] {
         let (rows, cols) = (896, 4864);
-        let mut m = random_matrix(GgmlType::Q4K, rows, cols, 7);
+        let mut m = random_matrix(ty, rows, cols, 7);
         if interleaved {
             m = m.interleaved();
         }
@@ -89,7 +100,7 @@ fn main() {
             let x: Vec<f32> = (0..tokens * cols)
                 .map(|i| ((i * 7919) % 1000) as f32 / 500.0 - 1.0)
                 .collect();
-            let acts = Activations::prepare(&x, tokens, cols, &[GgmlType::Q4K]).unwrap();
+            let acts = Activations::prepare(&x, tokens, cols, &[ty]).unwrap();
             let mut out = vec![0f32; tokens * rows];
             matmul(&[&m], &acts, &mut [out.as_mut_slice()], &pool).unwrap();
             let reps = 50;
@@ -99,7 +110,8 @@ fn main() {
             }
             let secs = t.elapsed().as_secs_f64() / reps as f64;
             println!(
-                "Q4_K {rows}x{cols} interleaved {interleaved:5} tokens {tokens}: {:6.1} G MAC/s",
+                "{} {rows}x{cols} interleaved {interleaved:5} tokens {tokens}: {:6.1} G MAC/s",
+                ty.name(),
                 (rows * cols * tokens) as f64 / secs / 1e9
             );
         }

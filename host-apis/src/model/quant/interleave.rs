@@ -24,6 +24,9 @@
 //!   `d * sc` and min `-dmin * m` are exact only in f32, so the layout is Q4_1's with `d[8]`
 //!   and `m[8]` as f32 (the nibbles repacked into Q4_1's order). The kernels then multiply
 //!   Q4_K weights with 8-bit activations like the legacy types, exactly.
+//! - Q6_K: each 32-column block holds signed 6-bit values (`q - 32`) with one scale per 16
+//!   columns: `d1[8]` and `d2[8]` as f32 (`d * sc` for columns 0..16 and 16..32), then eight
+//!   registers of the values as i8, laid out as Q8_0's.
 
 use super::GgmlType;
 use super::dequant::{f16_at, scale_min_k4};
@@ -38,6 +41,7 @@ pub(crate) fn group_block_bytes(ty: GgmlType) -> Option<usize> {
         GgmlType::Q4_0 | GgmlType::Q4_1 => Some(2 * 16 + 4 * 32),
         GgmlType::Q8_0 => Some(16 + 8 * 32),
         GgmlType::Q4K => Some(2 * 32 + 4 * 32),
+        GgmlType::Q6K => Some(2 * 32 + 8 * 32),
         _ => None,
     }
 }
@@ -50,8 +54,10 @@ pub(crate) fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) ->
     if rows == 0 || !rows.is_multiple_of(GROUP) || !cols.is_multiple_of(QK) {
         return None;
     }
-    if ty == GgmlType::Q4K {
-        return interleave_q4_k(rows, cols, data);
+    match ty {
+        GgmlType::Q4K => return interleave_q4_k(rows, cols, data),
+        GgmlType::Q6K => return interleave_q6_k(rows, cols, data),
+        _ => {}
     }
     let (nb, bb) = (cols / QK, ty.block_bytes());
     let row_bytes = nb * bb;
@@ -129,6 +135,56 @@ fn interleave_q4_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
                 .iter()
                 .for_each(|(_, m, _)| out.extend_from_slice(&m.to_le_bytes()));
             push_quads(&mut out, 4, &|r| &blocks[r].2[..], 0);
+        }
+    }
+    Some(out)
+}
+
+/// Q6_K rows as 32-column blocks of i8 values with two f32 scales (see the module docs).
+fn interleave_q6_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
+    if !cols.is_multiple_of(QK_K) {
+        return None;
+    }
+    let (supers, bb) = (cols / QK_K, GgmlType::Q6K.block_bytes());
+    let row_bytes = supers * bb;
+    if data.len() != rows * row_bytes {
+        return None;
+    }
+    // Per row and 32-column block: (d1, d2, 32 values), as ggml's `dequantize_row_q6_K`
+    // reads them: 128-column halves h, in them quarters k of 32 columns.
+    let block = |r: usize, b: usize| -> (f32, f32, [u8; 32]) {
+        let x = &data[r * row_bytes + (b / 8) * bb..][..bb];
+        let d = f16_at(x, QK_K / 2 + QK_K / 4 + QK_K / 16);
+        let (h, k) = ((b % 8) / 4, b % 4);
+        let ql = &x[64 * h..][..64];
+        let qh = &x[QK_K / 2 + 32 * h..][..32];
+        let sc = &x[QK_K / 2 + QK_K / 4 + 8 * h..][..8];
+        let values = std::array::from_fn(|l| {
+            let low = match k {
+                0 => ql[l] & 0x0F,
+                1 => ql[l + 32] & 0x0F,
+                2 => ql[l] >> 4,
+                _ => ql[l + 32] >> 4,
+            };
+            let high = (qh[l] >> (2 * k)) & 3;
+            ((low | (high << 4)) as i8 - 32) as u8
+        });
+        let scale = |half: usize| d * sc[2 * k + half] as i8 as f32;
+        (scale(0), scale(1), values)
+    };
+    let nb = cols / QK;
+    let gbb = group_block_bytes(GgmlType::Q6K)?;
+    let mut out = Vec::with_capacity(rows / GROUP * nb * gbb);
+    for g in 0..rows / GROUP {
+        for b in 0..nb {
+            let blocks: [(f32, f32, [u8; 32]); GROUP] = std::array::from_fn(|r| block(g * GROUP + r, b));
+            blocks
+                .iter()
+                .for_each(|(d1, _, _)| out.extend_from_slice(&d1.to_le_bytes()));
+            blocks
+                .iter()
+                .for_each(|(_, d2, _)| out.extend_from_slice(&d2.to_le_bytes()));
+            push_quads(&mut out, 8, &|r| &blocks[r].2[..], 0);
         }
     }
     Some(out)

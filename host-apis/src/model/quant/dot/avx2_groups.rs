@@ -84,15 +84,18 @@ pub(crate) fn dot_groups(
     match ty {
         GgmlType::Q8_0 => run!(KIND_Q8),
         GgmlType::Q4K => run!(KIND_Q4_F32),
+        GgmlType::Q6K => run!(KIND_Q6),
         _ => run!(KIND_Q4),
     }
     true
 }
 
-/// Group layouts: 4-bit with f16 scales (Q4_0, Q4_1), 4-bit with f32 scales (Q4_K), 8-bit.
+/// Group layouts: 4-bit with f16 scales (Q4_0, Q4_1), 4-bit with f32 scales (Q4_K), 8-bit
+/// (Q8_0), signed 6-bit with two f32 scales per block (Q6_K).
 const KIND_Q4: u8 = 0;
 const KIND_Q4_F32: u8 = 1;
 const KIND_Q8: u8 = 2;
+const KIND_Q6: u8 = 3;
 
 #[inline(always)]
 fn run_n<'a, const KIND: u8, const N: usize>(
@@ -121,6 +124,7 @@ fn groups_kernel<const KIND: u8, const N: usize>(
     for (g, group) in w.chunks_exact(group_bytes).enumerate() {
         let acc = match KIND {
             KIND_Q8 => q8_group::<N>(group, ys),
+            KIND_Q6 => q6_group::<N>(group, ys),
             KIND_Q4_F32 => q4_group::<N, true>(group, ys),
             _ => q4_group::<N, false>(group, ys),
         };
@@ -209,6 +213,36 @@ fn q8_group<const N: usize>(group: &[u8], ys: &[Y<'_>; N]) -> [__m256; N] {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn load8_f32(src: &[u8]) -> __m256 {
     _mm256_castsi256_ps(load32(src))
+}
+
+/// One group of Q6_K rows (values `q - 32` as i8, a scale per 16 columns) against `N` tokens.
+/// Sign trick as for Q8_0; |value| <= 32 and |activation| <= 127, so four `maddubs` products
+/// (at most 4 * 2 * 32 * 127 = 32512) sum in 16-bit lanes: one sum per 16-column half.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q6_group<const N: usize>(group: &[u8], ys: &[Y<'_>; N]) -> [__m256; N] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (b, blk) in group.chunks_exact(2 * 32 + 8 * 32).enumerate() {
+        let (d1, d2) = (load8_f32(&blk[0..32]), load8_f32(&blk[32..64]));
+        let w: [__m256i; 8] = std::array::from_fn(|c| load32(&blk[64 + 32 * c..96 + 32 * c]));
+        let aw = w.map(|v| _mm256_sign_epi8(v, v));
+        for (acc, &(qs, dy, _)) in acc.iter_mut().zip(ys) {
+            let Some(qy) = qs.get(b * QK..(b + 1) * QK) else { break };
+            let half = |c0: usize| {
+                let mut s16 = _mm256_setzero_si256();
+                for c in c0..c0 + 4 {
+                    let y = _mm256_sign_epi8(quad(qy, c), w[c]);
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(aw[c], y));
+                }
+                _mm256_cvtepi32_ps(_mm256_madd_epi16(s16, ones))
+            };
+            let dyv = _mm256_set1_ps(dy.get(b).copied().unwrap_or(0.0));
+            *acc = _mm256_fmadd_ps(half(0), _mm256_mul_ps(d1, dyv), *acc);
+            *acc = _mm256_fmadd_ps(half(4), _mm256_mul_ps(d2, dyv), *acc);
+        }
+    }
+    acc
 }
 
 /// Activation bytes `4c..4c+4` of a 32-byte block, broadcast to all eight lanes.
