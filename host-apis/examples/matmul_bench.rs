@@ -23,7 +23,7 @@ fn random_matrix(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> QMatrix {
         .collect();
     // Sane f16 scales: every block starts with d (and m) = 0.01.
     let bb = ty.block_bytes();
-    let scales = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K) {
+    let scales = if matches!(ty, GgmlType::Q4_1 | GgmlType::Q4K | GgmlType::Q5K) {
         2
     } else {
         1
@@ -83,11 +83,13 @@ fn main() {
             );
         }
     }
-    // Q4_K and Q6_K (the k-quants of Qwen2.5's Q4_K_M files) on a Qwen2.5-0.5B feed-forward
+    // The k-quants (Qwen2.5's Q4_K_M files use Q4_K and Q6_K) on a Qwen2.5-0.5B feed-forward
     // shape: the f32 path (widen each row, f32 dots) against the interleaved group kernels.
     for (ty, interleaved) in [
         (GgmlType::Q4K, false),
         (GgmlType::Q4K, true),
+        (GgmlType::Q5K, false),
+        (GgmlType::Q5K, true),
         (GgmlType::Q6K, false),
         (GgmlType::Q6K, true),
     ] {

@@ -31,7 +31,7 @@ fn make(ty: GgmlType, rows: usize, cols: usize, seed: u64) -> Case {
 /// relative 2^-11 on the block's partial sums; 2^-9 covers both with margin. Weights of min-
 /// offset types are bounded by the block's max |w|. On top, f32 accumulation: 1e-5 * sum|w x|.
 /// The f32-path types (F32/F16/BF16/k-quants not interleaved) only have the accumulation
-/// term. `q8`: the weights multiply 8-bit activations (legacy types, interleaved Q4_K/Q6_K).
+/// term. `q8`: the weights multiply 8-bit activations (legacy types, interleaved k-quants).
 fn tolerance_q8(q8: bool, w: &[f32], x: &[f32]) -> f64 {
     let abs_sum: f64 = w.iter().zip(x).map(|(a, b)| (*a as f64 * *b as f64).abs()).sum();
     let mut tol = 1e-5 * abs_sum + 1e-6;
@@ -64,7 +64,7 @@ fn check_against_reference(cases: &[&Case], x: &[f32], tokens: usize, threads: u
                 let want: f64 = wr.iter().zip(xt).map(|(a, b)| *a as f64 * *b as f64).sum();
                 let got = out[t * rows + r] as f64;
                 // Interleaved Q4_K multiplies 8-bit activations, like the legacy types.
-                let k_quant = matches!(c.m.ty(), GgmlType::Q4K | GgmlType::Q6K);
+                let k_quant = matches!(c.m.ty(), GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K);
                 let q8 = is_legacy(c.m.ty()) || (k_quant && c.m.is_interleaved());
                 let tol = tolerance_q8(q8, wr, xt);
                 assert!(
@@ -180,6 +180,7 @@ fn interleaved_rows_match_ggml_layout() {
         GgmlType::Q4_1,
         GgmlType::Q8_0,
         GgmlType::Q4K,
+        GgmlType::Q5K,
         GgmlType::Q6K,
     ]
     .into_iter()
@@ -211,7 +212,7 @@ fn interleaved_rows_match_ggml_layout() {
                 };
                 let ((odd_i, got), (odd_p, want)) = (run(&inter.m), run(&plain.m));
                 assert_eq!(odd_i, odd_p, "{ty:?}: the plain neighbour must not change");
-                if matches!(ty, GgmlType::Q4K | GgmlType::Q6K) {
+                if matches!(ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) {
                     // Plain k-quants multiply f32 activations: only the reference applies.
                     continue;
                 }
@@ -234,7 +235,7 @@ fn interleaved_rows_match_ggml_layout() {
     }
     // Types and shapes without a layout are left as they are.
     assert!(!make(GgmlType::Q4_1, 37, cols, 1).m.interleaved().is_interleaved());
-    assert!(!make(GgmlType::Q5K, 8, cols, 1).m.interleaved().is_interleaved());
+    assert!(!make(GgmlType::F16, 8, cols, 1).m.interleaved().is_interleaved());
 }
 
 /// Activation quantization rounds like ggml's quantize_row_q8_0_ref: d = amax/127 stored as

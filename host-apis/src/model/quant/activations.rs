@@ -77,9 +77,9 @@ impl Activations {
                 ActKind::Q8 => need_q8 = true,
                 ActKind::F32 => need_f32 = true,
             }
-            // Interleaved Q4_K/Q6_K weights (SIMD only) multiply 8-bit
+            // Interleaved k-quant weights (SIMD only) multiply 8-bit
             // activations; their rows outside whole groups still take the f32 path.
-            if matches!(ty, GgmlType::Q4K | GgmlType::Q6K) && super::cpu::simd() {
+            if matches!(ty, GgmlType::Q4K | GgmlType::Q5K | GgmlType::Q6K) && super::cpu::simd() {
                 need_q8 = true;
             }
         }

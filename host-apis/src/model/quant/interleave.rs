@@ -24,6 +24,8 @@
 //!   `d * sc` and min `-dmin * m` are exact only in f32, so the layout is Q4_1's with `d[8]`
 //!   and `m[8]` as f32 (the nibbles repacked into Q4_1's order). The kernels then multiply
 //!   Q4_K weights with 8-bit activations like the legacy types, exactly.
+//! - Q5_K: like Q4_K (scale and min per 32 columns, as f32), but the 5-bit values do not
+//!   fit nibbles: eight registers of u8 values laid out as Q8_0's.
 //! - Q6_K: each 32-column block holds signed 6-bit values (`q - 32`) with one scale per 16
 //!   columns: `d1[8]` and `d2[8]` as f32 (`d * sc` for columns 0..16 and 16..32), then eight
 //!   registers of the values as i8, laid out as Q8_0's.
@@ -41,7 +43,7 @@ pub(crate) fn group_block_bytes(ty: GgmlType) -> Option<usize> {
         GgmlType::Q4_0 | GgmlType::Q4_1 => Some(2 * 16 + 4 * 32),
         GgmlType::Q8_0 => Some(16 + 8 * 32),
         GgmlType::Q4K => Some(2 * 32 + 4 * 32),
-        GgmlType::Q6K => Some(2 * 32 + 8 * 32),
+        GgmlType::Q5K | GgmlType::Q6K => Some(2 * 32 + 8 * 32),
         _ => None,
     }
 }
@@ -56,6 +58,7 @@ pub(crate) fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) ->
     }
     match ty {
         GgmlType::Q4K => return interleave_q4_k(rows, cols, data),
+        GgmlType::Q5K => return interleave_q5_k(rows, cols, data),
         GgmlType::Q6K => return interleave_q6_k(rows, cols, data),
         _ => {}
     }
@@ -135,6 +138,49 @@ fn interleave_q4_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
                 .iter()
                 .for_each(|(_, m, _)| out.extend_from_slice(&m.to_le_bytes()));
             push_quads(&mut out, 4, &|r| &blocks[r].2[..], 0);
+        }
+    }
+    Some(out)
+}
+
+/// Q5_K rows as 32-column blocks of u8 values with f32 scale and min (see the module docs).
+fn interleave_q5_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
+    if !cols.is_multiple_of(QK_K) {
+        return None;
+    }
+    let (supers, bb) = (cols / QK_K, GgmlType::Q5K.block_bytes());
+    let row_bytes = supers * bb;
+    if data.len() != rows * row_bytes {
+        return None;
+    }
+    // As ggml's `dequantize_row_q5_K`: sub-blocks 2g and 2g + 1 share 32 nibble bytes, and
+    // their fifth bits are bits 2g and 2g + 1 of the 32 `qh` bytes.
+    let block = |r: usize, b: usize| -> (f32, f32, [u8; 32]) {
+        let x = &data[r * row_bytes + (b / 8) * bb..][..bb];
+        let (d, dmin) = (f16_at(x, 0), f16_at(x, 2));
+        let j = b % 8;
+        let (sc, m) = scale_min_k4(j, &x[4..16]);
+        let qh = &x[16..16 + QK_K / 8];
+        let q = &x[16 + QK_K / 8 + 32 * (j / 2)..][..32];
+        let values = std::array::from_fn(|l| {
+            let low = if j.is_multiple_of(2) { q[l] & 0x0F } else { q[l] >> 4 };
+            low | (((qh[l] >> j) & 1) << 4)
+        });
+        (d * sc as f32, -(dmin * m as f32), values)
+    };
+    let nb = cols / QK;
+    let gbb = group_block_bytes(GgmlType::Q5K)?;
+    let mut out = Vec::with_capacity(rows / GROUP * nb * gbb);
+    for g in 0..rows / GROUP {
+        for b in 0..nb {
+            let blocks: [(f32, f32, [u8; 32]); GROUP] = std::array::from_fn(|r| block(g * GROUP + r, b));
+            blocks
+                .iter()
+                .for_each(|(d, _, _)| out.extend_from_slice(&d.to_le_bytes()));
+            blocks
+                .iter()
+                .for_each(|(_, m, _)| out.extend_from_slice(&m.to_le_bytes()));
+            push_quads(&mut out, 8, &|r| &blocks[r].2[..], 0);
         }
     }
     Some(out)

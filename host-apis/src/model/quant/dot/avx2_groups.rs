@@ -84,6 +84,7 @@ pub(crate) fn dot_groups(
     match ty {
         GgmlType::Q8_0 => run!(KIND_Q8),
         GgmlType::Q4K => run!(KIND_Q4_F32),
+        GgmlType::Q5K => run!(KIND_Q5),
         GgmlType::Q6K => run!(KIND_Q6),
         _ => run!(KIND_Q4),
     }
@@ -91,11 +92,13 @@ pub(crate) fn dot_groups(
 }
 
 /// Group layouts: 4-bit with f16 scales (Q4_0, Q4_1), 4-bit with f32 scales (Q4_K), 8-bit
-/// (Q8_0), signed 6-bit with two f32 scales per block (Q6_K).
+/// (Q8_0), signed 6-bit with two f32 scales per block (Q6_K), unsigned 5-bit with f32 scale
+/// and min (Q5_K).
 const KIND_Q4: u8 = 0;
 const KIND_Q4_F32: u8 = 1;
 const KIND_Q8: u8 = 2;
 const KIND_Q6: u8 = 3;
+const KIND_Q5: u8 = 4;
 
 #[inline(always)]
 fn run_n<'a, const KIND: u8, const N: usize>(
@@ -125,6 +128,7 @@ fn groups_kernel<const KIND: u8, const N: usize>(
         let acc = match KIND {
             KIND_Q8 => q8_group::<N>(group, ys),
             KIND_Q6 => q6_group::<N>(group, ys),
+            KIND_Q5 => q5_group::<N>(group, ys),
             KIND_Q4_F32 => q4_group::<N, true>(group, ys),
             _ => q4_group::<N, false>(group, ys),
         };
@@ -213,6 +217,35 @@ fn q8_group<const N: usize>(group: &[u8], ys: &[Y<'_>; N]) -> [__m256; N] {
 #[target_feature(enable = "avx2,fma,f16c")]
 fn load8_f32(src: &[u8]) -> __m256 {
     _mm256_castsi256_ps(load32(src))
+}
+
+/// One group of Q5_K rows (u8 values 0..32, f32 scale and min per block) against `N` tokens.
+/// Values are unsigned, so `maddubs` takes them directly; four products (at most
+/// 4 * 2 * 31 * 128 = 31744) sum in 16-bit lanes, two such sums per block.
+#[inline]
+#[target_feature(enable = "avx2,fma,f16c")]
+fn q5_group<const N: usize>(group: &[u8], ys: &[Y<'_>; N]) -> [__m256; N] {
+    let ones = _mm256_set1_epi16(1);
+    let mut acc = [_mm256_setzero_ps(); N];
+    for (b, blk) in group.chunks_exact(2 * 32 + 8 * 32).enumerate() {
+        let (d, m) = (load8_f32(&blk[0..32]), load8_f32(&blk[32..64]));
+        let w: [__m256i; 8] = std::array::from_fn(|c| load32(&blk[64 + 32 * c..96 + 32 * c]));
+        for (acc, &(qs, dy, mf)) in acc.iter_mut().zip(ys) {
+            let Some(qy) = qs.get(b * QK..(b + 1) * QK) else { break };
+            let half = |c0: usize| {
+                let mut s16 = _mm256_setzero_si256();
+                for (c, &wc) in (c0..).zip(&w[c0..c0 + 4]) {
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(wc, quad(qy, c)));
+                }
+                _mm256_madd_epi16(s16, ones)
+            };
+            let sum = _mm256_cvtepi32_ps(_mm256_add_epi32(half(0), half(4)));
+            let (dyb, mfb) = (dy.get(b).copied().unwrap_or(0.0), mf.get(b).copied().unwrap_or(0.0));
+            *acc = _mm256_fmadd_ps(sum, _mm256_mul_ps(d, _mm256_set1_ps(dyb)), *acc);
+            *acc = _mm256_fmadd_ps(m, _mm256_set1_ps(mfb), *acc);
+        }
+    }
+    acc
 }
 
 /// One group of Q6_K rows (values `q - 32` as i8, a scale per 16 columns) against `N` tokens.
