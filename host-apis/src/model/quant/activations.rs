@@ -14,9 +14,9 @@ pub(crate) enum ActKind {
 
 /// The activation form a weight type is multiplied with.
 ///
-/// The k-quants take the f32 path for now: their rows are dequantized into per-thread scratch
-/// and dotted in f32 (ggml quantizes to Q8_K and uses an integer dot instead; that would be
-/// faster for single-token decode but is not implemented yet).
+/// The k-quants are `F32` in their GGML layout (rows widened into per-thread scratch and dotted
+/// in f32); interleaved (`QMatrix::interleaved`, with SIMD) they multiply 8-bit activations on
+/// the group kernels, so `Activations::prepare` makes both forms for them.
 pub(crate) fn act_kind(ty: GgmlType) -> ActKind {
     match ty {
         GgmlType::Q4_0 | GgmlType::Q4_1 | GgmlType::Q5_0 | GgmlType::Q5_1 | GgmlType::Q8_0 => ActKind::Q8,

@@ -278,7 +278,7 @@ fn run_rows(job: &mut Job<'_>, x: &Activations, simd: bool, lo: usize, hi: usize
     }
 }
 
-/// Dequantize-then-dot path (F32/F16/BF16 and, for now, the k-quants): a step of rows is
+/// Dequantize-then-dot path (F32/F16/BF16, and k-quants not interleaved): a step of rows is
 /// widened into `scratch` once and dotted with every token.
 fn run_f32(job: &mut Job<'_>, x: &Activations, simd: bool, scratch: &mut [f32]) {
     let Some(xs) = x.f32() else { return };

@@ -4,8 +4,10 @@
 //! - [`dequantize_row`]: bit-exact ggml dequantization (embeddings, tests, slow paths).
 //! - [`QMatrix`] + [`Activations`] + [`matmul`]: `y = W x` for one or more weights sharing an
 //!   input, with ggml-compatible Q8 activation quantization and AVX2 integer dot products for the
-//!   legacy quant types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0). F32/F16/BF16 and the k-quants are
-//!   widened to f32 per row and dotted in f32.
+//!   legacy quant types (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0). [`QMatrix::interleaved`] repacks
+//!   Q4_0, Q4_1, Q8_0 and the k-quants in groups of eight rows for the batched group kernels.
+//!   F32/F16/BF16 (and k-quants left in GGML layout) are widened to f32 per row and dotted in
+//!   f32.
 
 mod activations;
 mod cpu;
