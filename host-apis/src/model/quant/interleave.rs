@@ -103,62 +103,63 @@ pub(crate) fn interleave(ty: GgmlType, rows: usize, cols: usize, data: &[u8]) ->
     Some(out)
 }
 
-/// Q4_K rows as Q4_1 blocks with f32 scales (see the module docs).
-fn interleave_q4_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
+/// K-quant rows (256-column super-blocks) in groups of eight: per 32-column block and row,
+/// `block(super_block_bytes, j)` gives two f32 (scale and min, or two half-block scales) and
+/// `V` value bytes, stored as two `[f32; 8]` then `V / 4` registers of four bytes per row.
+fn interleave_k<const V: usize>(
+    ty: GgmlType,
+    rows: usize,
+    cols: usize,
+    data: &[u8],
+    block: impl Fn(&[u8], usize) -> (f32, f32, [u8; V]),
+) -> Option<Vec<u8>> {
     if !cols.is_multiple_of(QK_K) {
         return None;
     }
-    let (supers, bb) = (cols / QK_K, GgmlType::Q4K.block_bytes());
-    let row_bytes = supers * bb;
+    let bb = ty.block_bytes();
+    let row_bytes = cols / QK_K * bb;
     if data.len() != rows * row_bytes {
         return None;
     }
-    // Per row and 32-column block: (d, m, 16 quant bytes in Q4_1 order).
-    let block = |r: usize, b: usize| -> (f32, f32, [u8; 16]) {
-        let x = &data[r * row_bytes + (b / 8) * bb..][..bb];
+    let nb = cols / QK;
+    let mut out = Vec::with_capacity(rows / GROUP * nb * group_block_bytes(ty)?);
+    for g in 0..rows / GROUP {
+        for b in 0..nb {
+            let blocks: [(f32, f32, [u8; V]); GROUP] = std::array::from_fn(|r| {
+                let x = &data[(g * GROUP + r) * row_bytes + (b / 8) * bb..][..bb];
+                block(x, b % 8)
+            });
+            blocks
+                .iter()
+                .for_each(|(a, _, _)| out.extend_from_slice(&a.to_le_bytes()));
+            blocks
+                .iter()
+                .for_each(|(_, c, _)| out.extend_from_slice(&c.to_le_bytes()));
+            push_quads(&mut out, V / 4, &|r| &blocks[r].2[..], 0);
+        }
+    }
+    Some(out)
+}
+
+/// Q4_K rows as Q4_1 blocks with f32 scales (see the module docs).
+fn interleave_q4_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
+    interleave_k::<16>(GgmlType::Q4K, rows, cols, data, |x, j| {
         let (d, dmin) = (f16_at(x, 0), f16_at(x, 2));
-        let j = b % 8;
         let (sc, m) = scale_min_k4(j, &x[4..16]);
         // Sub-blocks 2g and 2g + 1 share bytes 32g..32g+32: low and high nibbles.
         let q = &x[16 + 32 * (j / 2)..][..32];
         let e = |l: usize| if j.is_multiple_of(2) { q[l] & 0x0F } else { q[l] >> 4 };
         let packed = std::array::from_fn(|i| e(i) | (e(i + 16) << 4));
         (d * sc as f32, -(dmin * m as f32), packed)
-    };
-    let nb = cols / QK;
-    let gbb = group_block_bytes(GgmlType::Q4K)?;
-    let mut out = Vec::with_capacity(rows / GROUP * nb * gbb);
-    for g in 0..rows / GROUP {
-        for b in 0..nb {
-            let blocks: [(f32, f32, [u8; 16]); GROUP] = std::array::from_fn(|r| block(g * GROUP + r, b));
-            blocks
-                .iter()
-                .for_each(|(d, _, _)| out.extend_from_slice(&d.to_le_bytes()));
-            blocks
-                .iter()
-                .for_each(|(_, m, _)| out.extend_from_slice(&m.to_le_bytes()));
-            push_quads(&mut out, 4, &|r| &blocks[r].2[..], 0);
-        }
-    }
-    Some(out)
+    })
 }
 
 /// Q5_K rows as 32-column blocks of u8 values with f32 scale and min (see the module docs).
 fn interleave_q5_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
-    if !cols.is_multiple_of(QK_K) {
-        return None;
-    }
-    let (supers, bb) = (cols / QK_K, GgmlType::Q5K.block_bytes());
-    let row_bytes = supers * bb;
-    if data.len() != rows * row_bytes {
-        return None;
-    }
     // As ggml's `dequantize_row_q5_K`: sub-blocks 2g and 2g + 1 share 32 nibble bytes, and
     // their fifth bits are bits 2g and 2g + 1 of the 32 `qh` bytes.
-    let block = |r: usize, b: usize| -> (f32, f32, [u8; 32]) {
-        let x = &data[r * row_bytes + (b / 8) * bb..][..bb];
+    interleave_k::<32>(GgmlType::Q5K, rows, cols, data, |x, j| {
         let (d, dmin) = (f16_at(x, 0), f16_at(x, 2));
-        let j = b % 8;
         let (sc, m) = scale_min_k4(j, &x[4..16]);
         let qh = &x[16..16 + QK_K / 8];
         let q = &x[16 + QK_K / 8 + 32 * (j / 2)..][..32];
@@ -167,41 +168,16 @@ fn interleave_q5_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
             low | (((qh[l] >> j) & 1) << 4)
         });
         (d * sc as f32, -(dmin * m as f32), values)
-    };
-    let nb = cols / QK;
-    let gbb = group_block_bytes(GgmlType::Q5K)?;
-    let mut out = Vec::with_capacity(rows / GROUP * nb * gbb);
-    for g in 0..rows / GROUP {
-        for b in 0..nb {
-            let blocks: [(f32, f32, [u8; 32]); GROUP] = std::array::from_fn(|r| block(g * GROUP + r, b));
-            blocks
-                .iter()
-                .for_each(|(d, _, _)| out.extend_from_slice(&d.to_le_bytes()));
-            blocks
-                .iter()
-                .for_each(|(_, m, _)| out.extend_from_slice(&m.to_le_bytes()));
-            push_quads(&mut out, 8, &|r| &blocks[r].2[..], 0);
-        }
-    }
-    Some(out)
+    })
 }
 
 /// Q6_K rows as 32-column blocks of i8 values with two f32 scales (see the module docs).
 fn interleave_q6_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
-    if !cols.is_multiple_of(QK_K) {
-        return None;
-    }
-    let (supers, bb) = (cols / QK_K, GgmlType::Q6K.block_bytes());
-    let row_bytes = supers * bb;
-    if data.len() != rows * row_bytes {
-        return None;
-    }
-    // Per row and 32-column block: (d1, d2, 32 values), as ggml's `dequantize_row_q6_K`
-    // reads them: 128-column halves h, in them quarters k of 32 columns.
-    let block = |r: usize, b: usize| -> (f32, f32, [u8; 32]) {
-        let x = &data[r * row_bytes + (b / 8) * bb..][..bb];
+    // As ggml's `dequantize_row_q6_K` reads them: 128-column halves h, in them quarters k of
+    // 32 columns.
+    interleave_k::<32>(GgmlType::Q6K, rows, cols, data, |x, j| {
         let d = f16_at(x, QK_K / 2 + QK_K / 4 + QK_K / 16);
-        let (h, k) = ((b % 8) / 4, b % 4);
+        let (h, k) = (j / 4, j % 4);
         let ql = &x[64 * h..][..64];
         let qh = &x[QK_K / 2 + 32 * h..][..32];
         let sc = &x[QK_K / 2 + QK_K / 4 + 8 * h..][..8];
@@ -217,23 +193,7 @@ fn interleave_q6_k(rows: usize, cols: usize, data: &[u8]) -> Option<Vec<u8>> {
         });
         let scale = |half: usize| d * sc[2 * k + half] as i8 as f32;
         (scale(0), scale(1), values)
-    };
-    let nb = cols / QK;
-    let gbb = group_block_bytes(GgmlType::Q6K)?;
-    let mut out = Vec::with_capacity(rows / GROUP * nb * gbb);
-    for g in 0..rows / GROUP {
-        for b in 0..nb {
-            let blocks: [(f32, f32, [u8; 32]); GROUP] = std::array::from_fn(|r| block(g * GROUP + r, b));
-            blocks
-                .iter()
-                .for_each(|(d1, _, _)| out.extend_from_slice(&d1.to_le_bytes()));
-            blocks
-                .iter()
-                .for_each(|(_, d2, _)| out.extend_from_slice(&d2.to_le_bytes()));
-            push_quads(&mut out, 8, &|r| &blocks[r].2[..], 0);
-        }
-    }
-    Some(out)
+    })
 }
 
 /// Append `registers` 32-byte registers: register c holds bytes `4c..4c+4` of each row's
