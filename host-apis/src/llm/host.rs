@@ -117,17 +117,11 @@ impl LlmCtx {
         let (events, progress) = llm
             .generate_metered(&self.tenant, ids, sampling, self.deadline)
             .map_err(engine_error)?;
-        self.generations.push(super::Metered {
-            model: model_name.to_owned(),
-            progress,
-            holds: prompt_tokens + max_tokens,
-            running: true,
-        });
-        self.publish_hold();
+        let meter = self.meter(model_name, progress, prompt_tokens + max_tokens);
         Ok(GenerationHandle {
             model: model_name.to_owned(),
             events,
-            meter: self.generations.len() - 1,
+            meter,
             finished: None,
         })
     }

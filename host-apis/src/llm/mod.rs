@@ -75,10 +75,14 @@ pub struct LlmCtx {
     budget: Option<u64>,
     /// The tenant's allowance, shared with its other invocations.
     allowance: Option<Arc<dyn TokenAllowance>>,
-    /// Embedding tokens, per model.
-    embedded: BTreeMap<String, ModelTokens>,
-    /// Every generation this invocation started, with the scheduler's meter.
-    generations: Vec<Metered>,
+    /// Tokens of work that ended, per model: embeddings, and generations
+    /// that finished or were dropped (folded in then, so the state stays
+    /// bounded however many generations a guest starts one after another).
+    settled: BTreeMap<String, ModelTokens>,
+    /// Generations still running, with the scheduler's meter, by meter id:
+    /// at most the open streams plus one `infer`/`chat` call.
+    running: BTreeMap<u64, Metered>,
+    next_meter: u64,
     table: ResourceTable,
     /// Generations in `table`.
     open: usize,
@@ -111,8 +115,9 @@ impl LlmCtx {
             deadline,
             budget: None,
             allowance: None,
-            embedded: BTreeMap::new(),
-            generations: Vec::new(),
+            settled: BTreeMap::new(),
+            running: BTreeMap::new(),
+            next_meter: 0,
             table,
             open: 0,
         }
@@ -137,14 +142,9 @@ impl LlmCtx {
     /// generation cancelled mid-prompt, or dropped with tokens unread,
     /// still counts what it used), and what the encoders were fed.
     pub fn usage(&self) -> BTreeMap<String, ModelTokens> {
-        let mut usage = self.embedded.clone();
-        for g in &self.generations {
-            let t = g.progress.usage();
-            if t.prompt > 0 || t.completion > 0 {
-                let entry = usage.entry(g.model.clone()).or_default();
-                entry.prompt += u64::from(t.prompt);
-                entry.completion += u64::from(t.completion);
-            }
+        let mut usage = self.settled.clone();
+        for g in self.running.values() {
+            add_generation(&mut usage, &g.model, g.progress.usage());
         }
         usage
     }
@@ -166,17 +166,20 @@ impl LlmCtx {
     /// Tokens this invocation holds: what it used, and for running
     /// generations what they may still use.
     fn held(&self) -> u64 {
-        let embedded: u64 = self.embedded.values().map(|t| t.embedding).sum();
-        let generations: u64 = self
-            .generations
-            .iter()
+        let settled: u64 = self
+            .settled
+            .values()
+            .map(|t| t.prompt + t.completion + t.embedding)
+            .sum();
+        let running: u64 = self
+            .running
+            .values()
             .map(|g| {
                 let t = g.progress.usage();
-                let used = u64::from(t.prompt) + u64::from(t.completion);
-                if g.running { used.max(g.holds) } else { used }
+                (u64::from(t.prompt) + u64::from(t.completion)).max(g.holds)
             })
             .sum();
-        embedded + generations
+        settled + running
     }
 
     /// Tell the tenant's allowance what this invocation holds now.
@@ -187,17 +190,45 @@ impl LlmCtx {
     }
 
     fn record_embedding(&mut self, model: &str, tokens: u64) {
-        self.embedded.entry(model.to_owned()).or_default().embedding += tokens;
+        self.settled.entry(model.to_owned()).or_default().embedding += tokens;
         self.publish_hold();
     }
 
-    /// The generation behind meter `index` ended (or was dropped, which
-    /// cancels it at its scheduler's next step).
-    fn settle(&mut self, index: usize) {
-        if let Some(g) = self.generations.get_mut(index) {
-            g.running = false;
+    /// Start metering a generation that may use `holds` tokens; returns
+    /// its meter id.
+    fn meter(&mut self, model: &str, progress: Arc<GenProgress>, holds: u64) -> u64 {
+        let id = self.next_meter;
+        self.next_meter += 1;
+        self.running.insert(
+            id,
+            Metered {
+                model: model.to_owned(),
+                progress,
+                holds,
+            },
+        );
+        self.publish_hold();
+        id
+    }
+
+    /// The generation behind meter `id` ended, or was dropped (which
+    /// cancels it at its scheduler's next step; a step already running then
+    /// is not counted, as for an API client that leaves). Its tokens move to
+    /// the settled totals.
+    fn settle(&mut self, id: u64) {
+        if let Some(g) = self.running.remove(&id) {
+            add_generation(&mut self.settled, &g.model, g.progress.usage());
         }
         self.publish_hold();
+    }
+}
+
+/// Add a generation's tokens to per-model totals (nothing for one that used none).
+fn add_generation(totals: &mut BTreeMap<String, ModelTokens>, model: &str, t: TokenUsage) {
+    if t.prompt > 0 || t.completion > 0 {
+        let entry = totals.entry(model.to_owned()).or_default();
+        entry.prompt += u64::from(t.prompt);
+        entry.completion += u64::from(t.completion);
     }
 }
 
@@ -208,16 +239,14 @@ struct Metered {
     progress: Arc<GenProgress>,
     /// Prompt + max tokens: what it may use at most.
     holds: u64,
-    /// Until its end was seen or the guest dropped it.
-    running: bool,
 }
 
 /// The host side of a guest's `generation` resource.
 pub struct GenerationHandle {
     model: String,
     events: tokio::sync::mpsc::UnboundedReceiver<GenEvent>,
-    /// Index of its meter in `LlmCtx::generations`.
-    meter: usize,
+    /// Id of its meter in `LlmCtx::running`.
+    meter: u64,
     finished: Option<(FinishReason, TokenUsage)>,
 }
 
@@ -238,7 +267,7 @@ impl GenerationHandle {
         GenerationHandle {
             model: String::new(),
             events,
-            meter: usize::MAX,
+            meter: u64::MAX,
             finished: None,
         }
     }
