@@ -146,7 +146,7 @@ fn dot_kernel<const K: u8, const N: usize>(w: &[u8], ys: &[Q8Slices<'_>; N]) -> 
             let ax = if signed { _mm256_sign_epi8(qx, qx) } else { qx };
             for j in 0..N {
                 let (qs, d, s) = ys[j];
-                let qy = load32_i8(&qs[b * QK..(b + 1) * QK]);
+                let qy = load32(&qs[b * QK..(b + 1) * QK]);
                 let qy = if signed { _mm256_sign_epi8(qy, qx) } else { qy };
                 let p = _mm256_madd_epi16(_mm256_maddubs_epi16(ax, qy), ones);
                 $acc[j] = _mm256_fmadd_ps(_mm256_set1_ps(dx * d[b]), _mm256_cvtepi32_ps(p), $acc[j]);
@@ -220,26 +220,22 @@ pub(super) fn load16(src: &[u8]) -> __m128i {
     unsafe { _mm_loadu_si128(src.as_ptr().cast()) }
 }
 
-/// 32 bytes as a 256-bit register (zeros for a slice of another length).
-#[inline]
-#[target_feature(enable = "avx2,fma,f16c")]
-pub(super) fn load32(src: &[u8]) -> __m256i {
-    let src: &[u8; 32] = match src.try_into() {
-        Ok(a) => a,
-        Err(_) => return _mm256_setzero_si256(),
-    };
-    // SAFETY: `src` is exactly 32 readable bytes; loadu has no alignment requirement.
-    unsafe { _mm256_loadu_si256(src.as_ptr().cast()) }
-}
+/// Byte-sized element types a 32-byte register can be loaded from.
+pub(super) trait Byte: Copy {}
+impl Byte for u8 {}
+impl Byte for i8 {}
 
+/// 32 bytes (quant bytes or i8 activations) as a 256-bit register (zeros for a slice of
+/// another length).
 #[inline]
 #[target_feature(enable = "avx2,fma,f16c")]
-fn load32_i8(src: &[i8]) -> __m256i {
-    let src: &[i8; 32] = match src.try_into() {
+pub(super) fn load32<T: Byte>(src: &[T]) -> __m256i {
+    let src: &[T; 32] = match src.try_into() {
         Ok(a) => a,
         Err(_) => return _mm256_setzero_si256(),
     };
-    // SAFETY: `src` is exactly 32 readable bytes; loadu has no alignment requirement.
+    // SAFETY: `src` is exactly 32 one-byte elements (`Byte` is only u8 and i8); loadu has no
+    // alignment requirement.
     unsafe { _mm256_loadu_si256(src.as_ptr().cast()) }
 }
 
