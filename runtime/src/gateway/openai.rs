@@ -643,47 +643,48 @@ impl Responder {
         Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
     }
 
+    /// The frame of a streamed chunk of this response's shape.
+    fn chunk<C>(&self, choices: Vec<C>, usage: Option<Option<Usage>>) -> Chunk<'_, C> {
+        Chunk {
+            id: &self.id,
+            object: match self.shape {
+                Shape::Chat => "chat.completion.chunk",
+                Shape::Text => "text_completion",
+            },
+            created: self.created,
+            model: &self.model,
+            choices,
+            usage,
+        }
+    }
+
     /// One event carrying `text` and/or a finish reason (and, for the
     /// first chat chunk, the role).
     fn push_chunk(&self, out: &mut Vec<u8>, role: bool, text: Option<&str>, finish: Option<FinishReason>) {
         let usage = self.include_usage.then_some(None);
         let finish_reason = finish.map(finish_name);
         match self.shape {
-            Shape::Chat => push_event(
-                out,
-                &ChatChunk {
-                    id: &self.id,
-                    object: "chat.completion.chunk",
-                    created: self.created,
-                    model: &self.model,
-                    choices: vec![ChunkChoice {
-                        index: 0,
-                        delta: Delta {
-                            role: role.then_some("assistant"),
-                            content: text,
-                        },
-                        logprobs: None,
-                        finish_reason,
-                    }],
-                    usage,
-                },
-            ),
-            Shape::Text => push_event(
-                out,
-                &TextChunk {
-                    id: &self.id,
-                    object: "text_completion",
-                    created: self.created,
-                    model: &self.model,
-                    choices: vec![TextChoice {
-                        text: text.unwrap_or(""),
-                        index: 0,
-                        logprobs: None,
-                        finish_reason,
-                    }],
-                    usage,
-                },
-            ),
+            Shape::Chat => {
+                let choice = ChunkChoice {
+                    index: 0,
+                    delta: Delta {
+                        role: role.then_some("assistant"),
+                        content: text,
+                    },
+                    logprobs: None,
+                    finish_reason,
+                };
+                push_event(out, &self.chunk(vec![choice], usage));
+            }
+            Shape::Text => {
+                let choice = TextChoice {
+                    text: text.unwrap_or(""),
+                    index: 0,
+                    logprobs: None,
+                    finish_reason,
+                };
+                push_event(out, &self.chunk(vec![choice], usage));
+            }
         }
     }
 
@@ -693,31 +694,9 @@ impl Responder {
             Ok((finish, usage)) => {
                 self.push_chunk(out, false, None, Some(finish));
                 if self.include_usage {
-                    let usage = Some(Some(usage_of(usage)));
-                    match self.shape {
-                        Shape::Chat => push_event(
-                            out,
-                            &ChatChunk {
-                                id: &self.id,
-                                object: "chat.completion.chunk",
-                                created: self.created,
-                                model: &self.model,
-                                choices: Vec::new(),
-                                usage,
-                            },
-                        ),
-                        Shape::Text => push_event(
-                            out,
-                            &TextChunk {
-                                id: &self.id,
-                                object: "text_completion",
-                                created: self.created,
-                                model: &self.model,
-                                choices: Vec::new(),
-                                usage,
-                            },
-                        ),
-                    }
+                    // No choices: the frame alone, whatever the shape's choice type.
+                    let chunk = self.chunk::<TextChoice<'_>>(Vec::new(), Some(Some(usage_of(usage))));
+                    push_event(out, &chunk);
                 }
             }
             // OpenAI's clients raise an APIError on an `error` event.

@@ -204,20 +204,20 @@ pub struct TextChoice<'a> {
     pub finish_reason: Option<&'static str>,
 }
 
-/// `chat.completion.chunk`, and the `text_completion` chunks of a
-/// streamed text completion share its frame: id, created, model.
+/// One streamed chunk: `chat.completion.chunk` (choices are [`ChunkChoice`]) or a
+/// `text_completion` chunk (choices are [`TextChoice`]); both share this frame.
 #[derive(Debug, Serialize)]
-pub struct ChatChunk<'a> {
+pub struct Chunk<'a, C> {
     /// Same id on every chunk of a response.
     pub id: &'a str,
-    /// `chat.completion.chunk`.
+    /// `chat.completion.chunk` or `text_completion`.
     pub object: &'static str,
     /// Unix seconds.
     pub created: u64,
     /// The model asked for.
     pub model: &'a str,
     /// One choice; empty on the usage chunk.
-    pub choices: Vec<ChunkChoice<'a>>,
+    pub choices: Vec<C>,
     /// With `include_usage`: null on every chunk but the last.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<Option<Usage>>,
@@ -245,24 +245,6 @@ pub struct Delta<'a> {
     /// Text.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub content: Option<&'a str>,
-}
-
-/// A streamed text-completion chunk.
-#[derive(Debug, Serialize)]
-pub struct TextChunk<'a> {
-    /// Same id on every chunk.
-    pub id: &'a str,
-    /// `text_completion`.
-    pub object: &'static str,
-    /// Unix seconds.
-    pub created: u64,
-    /// The model asked for.
-    pub model: &'a str,
-    /// One choice; empty on the usage chunk.
-    pub choices: Vec<TextChoice<'a>>,
-    /// With `include_usage`: null on every chunk but the last.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub usage: Option<Option<Usage>>,
 }
 
 /// `POST /v1/embeddings` answer.
