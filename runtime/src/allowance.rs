@@ -49,6 +49,11 @@ impl TenantHold {
         }))
     }
 
+    /// Tokens the tenant may still use, net of every hold (this one's included).
+    pub fn left(&self) -> Option<u64> {
+        self.node.billing.token_allowance(&self.tenant)
+    }
+
     /// Hold `tokens` from now on (replaces what was held).
     pub fn set(&self, tokens: u64) {
         let old = self.held.swap(tokens, Ordering::AcqRel);
@@ -58,7 +63,7 @@ impl TenantHold {
 
 impl TokenAllowance for TenantHold {
     fn left(&self) -> Option<u64> {
-        self.node.billing.token_allowance(&self.tenant)
+        TenantHold::left(self)
     }
 
     fn hold(&self, tokens: u64) {

@@ -505,7 +505,13 @@ async fn generate(node: Arc<Node>, tenant: String, request: GenerationRequest) -
             ),
         ));
     }
-    if let Some(left) = node.billing.token_allowance(&caller.tenant) {
+    // The hold (None when the tenant has no token limit) is kept until the
+    // ledger has this request's usage, so concurrent requests and
+    // invocations cannot spend the same tokens twice.
+    let token_hold = TenantHold::new(&node, &caller.tenant);
+    if let Some(hold) = &token_hold
+        && let Some(left) = hold.left()
+    {
         let prompt = ids.len() as u64;
         if prompt >= left {
             return Err(OpenAiError::insufficient_quota(format!(
@@ -515,12 +521,7 @@ async fn generate(node: Arc<Node>, tenant: String, request: GenerationRequest) -
         }
         // The generation stops at the allowance, as if at max_tokens.
         params.max_tokens = params.max_tokens.min((left - prompt) as usize);
-    }
-    // Held until the ledger has this request's usage, so concurrent
-    // requests and invocations cannot spend the same tokens twice.
-    let token_hold = TenantHold::new(&node, &caller.tenant);
-    if let Some(hold) = &token_hold {
-        hold.set(ids.len() as u64 + params.max_tokens as u64);
+        hold.set(prompt + params.max_tokens as u64);
     }
     let deadline = started + node.config.limits.max_timeout.0;
     let (events, progress) = llm.generate_metered(&caller.tenant, ids, params, deadline)?;
